@@ -1,0 +1,67 @@
+// Package activities wraps the ComfyDeploy API for Temporal workflows: one
+// method per step of a run's lifecycle (preflight, submit, await, cancel,
+// collect). Activities hold their dependencies in the Activities struct;
+// workflows refer to them through a typed nil pointer. Errors are classified
+// here, where their cause is known: a rejection that repeating cannot fix is
+// a non-retryable application error with a stable type.
+package activities
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/durable-comfy/durable-comfy/comfy"
+	"github.com/durable-comfy/durable-comfy/outputstore"
+)
+
+// Signaler delivers progress updates to the workflow that runs an activity.
+// client.Client satisfies it.
+type Signaler interface {
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
+}
+
+// Activities holds what the ComfyDeploy activities need. The API key lives
+// inside Comfy and never appears in an activity's input or output.
+type Activities struct {
+	Comfy *comfy.Client
+	Store outputstore.Store
+	// Downloader fetches output URLs. They are presigned object-store URLs,
+	// so this client must not add the ComfyDeploy key.
+	Downloader *http.Client
+	// Signaler, when set, reports run progress to the workflow; without it
+	// the workflow still completes, only its live view is coarser.
+	Signaler Signaler
+
+	// Defaults used when a request leaves them zero. They are worker
+	// configuration, which is why activities (not workflows) apply them.
+	PollInterval     time.Duration
+	QueueTimeout     time.Duration
+	ExecutionTimeout time.Duration
+	// MaxOutputBytes caps one downloaded output.
+	MaxOutputBytes int64
+	// CancelWait bounds how long a cancel waits for the run to show "cancelled".
+	CancelWait time.Duration
+}
+
+// Defaults for the fields above.
+const (
+	DefaultPollInterval     = 2 * time.Second
+	DefaultQueueTimeout     = 15 * time.Minute
+	DefaultExecutionTimeout = 30 * time.Minute
+	DefaultMaxOutputBytes   = 2 << 30
+	DefaultCancelWait       = 2 * time.Minute
+)
+
+func (a *Activities) pollInterval(req time.Duration) time.Duration {
+	return firstPositive(req, a.PollInterval, DefaultPollInterval)
+}
+
+func firstPositive(ds ...time.Duration) time.Duration {
+	for _, d := range ds {
+		if d > 0 {
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,52 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/durable-comfy/durable-comfy/comfy"
+	"github.com/durable-comfy/durable-comfy/preflight"
+)
+
+// Application error types raised by the activities, besides the preflight
+// rejection kinds (preflight.Kind*). Callers match on them, so keep them stable.
+const (
+	ErrTypeUnauthorized      = "Unauthorized"      // the worker's API key is missing, invalid or revoked
+	ErrTypeForbidden         = "Forbidden"         // credits exhausted, account suspended, token scope
+	ErrTypeRejectedByAPI     = "RejectedByAPI"     // 400/404/422 on submit: repeating the request cannot help
+	ErrTypeRunNotFound       = "RunNotFound"       // a run id we recorded is unknown to ComfyDeploy
+	ErrTypeOutputTooLarge    = "OutputTooLarge"    // an output exceeds the worker's size cap
+	ErrTypeOutputURLExpired  = "OutputURLExpired"  // retried: the activity re-reads the run for fresh URLs
+	ErrTypeInvalidRequest    = "InvalidRequest"    // the activity input itself is malformed
+	ErrTypeComfyUnavailable  = "ComfyUnavailable"  // retryable: network errors and 5xx
+	ErrTypeSubmitUnconfirmed = "SubmitUnconfirmed" // retryable: outcome unknown, next attempt looks the token up first
+)
+
+// classify turns a comfy client error into the application error the
+// workflow sees. what names the operation for the message.
+func classify(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var rej *preflight.Rejection
+	if errors.As(err, &rej) {
+		return temporal.NewNonRetryableApplicationError(rej.Error(), rej.Kind, nil, rej.Problems)
+	}
+	msg := fmt.Sprintf("%s: %v", what, err)
+	switch {
+	case comfy.IsUnauthorized(err):
+		return temporal.NewNonRetryableApplicationError(msg+"; check COMFY_API_KEY in the worker configuration", ErrTypeUnauthorized, nil)
+	case comfy.IsForbidden(err):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeForbidden, nil)
+	case comfy.IsRetryable(err):
+		return temporal.NewApplicationError(msg, ErrTypeComfyUnavailable)
+	default:
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeRejectedByAPI, nil)
+	}
+}

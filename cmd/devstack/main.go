@@ -1,0 +1,259 @@
+// Command devstack runs the local development stack in one terminal: the
+// Temporal dev server (with its Web UI), the ComfyDeploy simulator and the
+// worker, each a real process with its output prefixed. With -demo it then
+// drives an example run to completion through the starter. Ctrl-C stops
+// everything. `make dev` and `make demo` call it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/durable-comfy/durable-comfy/workflows"
+)
+
+type options struct {
+	temporal, worker, simulator, starter string
+	dataDir, outDir                      string
+	temporalPort, uiPort, httpPort       int
+	simAddr, simKey                      string
+	demo, demoExit                       bool
+	demoPrompt                           string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.temporal, "temporal", "bin/temporal", "path of the Temporal CLI (built by `make temporal`)")
+	flag.StringVar(&o.worker, "worker", "bin/worker", "path of the worker binary")
+	flag.StringVar(&o.simulator, "simulator", "bin/comfysim", "path of the ComfyDeploy simulator binary")
+	flag.StringVar(&o.starter, "starter", "bin/starter", "path of the starter binary (for -demo)")
+	flag.StringVar(&o.dataDir, "data", ".data", "folder for the dev server's SQLite database (kept across restarts)")
+	flag.StringVar(&o.outDir, "out", "out", "output store directory of the worker")
+	flag.IntVar(&o.temporalPort, "temporal-port", 7233, "Temporal frontend gRPC port")
+	flag.IntVar(&o.uiPort, "ui-port", 8233, "Temporal Web UI port")
+	flag.IntVar(&o.httpPort, "http-port", 7243, "Temporal HTTP API port")
+	flag.StringVar(&o.simAddr, "sim-addr", "127.0.0.1:3011", "simulator listen address")
+	flag.StringVar(&o.simKey, "sim-key", "sim-key", "API key the simulator accepts and the worker sends")
+	flag.BoolVar(&o.demo, "demo", false, "after start-up, run an example ComfyRun with live progress")
+	flag.StringVar(&o.demoPrompt, "demo-prompt", "a lighthouse on a cliff at dawn, oil painting", "prompt of the demo run")
+	flag.Parse()
+	o.demoExit = os.Getenv("DEMO_EXIT") == "1"
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func run(ctx context.Context, o options) (int, error) {
+	for _, bin := range []string{o.temporal, o.worker, o.simulator} {
+		if _, err := os.Stat(bin); err != nil {
+			return 2, fmt.Errorf("%s is missing: run `make build temporal` (or `make dev`, which builds it)", bin)
+		}
+	}
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		return 1, err
+	}
+	temporalAddr := fmt.Sprintf("127.0.0.1:%d", o.temporalPort)
+	for _, addr := range []string{temporalAddr, fmt.Sprintf("127.0.0.1:%d", o.uiPort), o.simAddr} {
+		if portInUse(addr) {
+			return 1, fmt.Errorf("%s is already in use: is another `make dev` running? Stop it or pass other ports", addr)
+		}
+	}
+
+	s := &stack{}
+	defer s.stopAll()
+
+	args := []string{"server", "start-dev",
+		"--ip", "127.0.0.1", "--port", fmt.Sprint(o.temporalPort), "--ui-port", fmt.Sprint(o.uiPort),
+		"--http-port", fmt.Sprint(o.httpPort), "--db-filename", filepath.Join(o.dataDir, "temporal.db"),
+		"--log-level", "warn"}
+	for name, typ := range workflows.SearchAttributes() {
+		args = append(args, "--search-attribute", fmt.Sprintf("%s=%s", name, typ))
+	}
+	if err := s.start("temporal", "\033[35m", o.temporal, args, nil); err != nil {
+		return 1, err
+	}
+	if err := s.start("comfysim", "\033[36m", o.simulator, []string{"-addr", o.simAddr, "-api-key", o.simKey}, nil); err != nil {
+		return 1, err
+	}
+	if err := waitFor(ctx, s, func() bool { return dialable(temporalAddr) }, 2*time.Minute, "Temporal dev server"); err != nil {
+		return 1, err
+	}
+	simURL := "http://" + o.simAddr
+	if err := waitFor(ctx, s, func() bool { return httpOK(simURL + "/healthz") }, 30*time.Second, "simulator"); err != nil {
+		return 1, err
+	}
+	workerEnv := []string{
+		"TEMPORAL_ADDRESS=" + temporalAddr,
+		"COMFY_API_URL=" + simURL + "/api",
+		"COMFY_API_KEY=" + o.simKey,
+		"COMFY_OUTPUT_DIR=" + o.outDir,
+		"COMFY_POLL_INTERVAL=1s",
+	}
+	if err := s.start("worker", "\033[33m", o.worker, nil, workerEnv); err != nil {
+		return 1, err
+	}
+
+	ui := fmt.Sprintf("http://localhost:%d", o.uiPort)
+	fmt.Printf("\n  Temporal UI      %s\n  Temporal gRPC    %s (TEMPORAL_ADDRESS)\n  Temporal HTTP    http://127.0.0.1:%d\n  ComfyDeploy sim  %s/api (key %q)\n  Outputs          %s\n\n",
+		ui, temporalAddr, o.httpPort, simURL, o.simKey, o.outDir)
+
+	if o.demo {
+		code, err := runDemo(ctx, o, temporalAddr, ui)
+		if err != nil || o.demoExit {
+			return code, err
+		}
+	}
+	fmt.Println("Stack is up. Press Ctrl-C to stop.")
+	select {
+	case <-ctx.Done():
+		fmt.Println("\nStopping…")
+		return 0, nil
+	case err := <-s.exited:
+		return 1, err
+	}
+}
+
+func runDemo(ctx context.Context, o options, temporalAddr, ui string) (int, error) {
+	fmt.Println("Demo: a txt2img run on the simulator, driven to completion by the ComfyRun workflow.")
+	cmd := exec.CommandContext(ctx, o.starter, "run",
+		"-deployment", "de000000-0000-4000-8000-000000000001",
+		"-input", "prompt="+o.demoPrompt, "-input", "steps=24", "-input", "seed=42",
+		"-max-attempts", "3", "-label", "source=make-demo", "-wait")
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+temporalAddr, "TEMPORAL_UI_URL="+ui)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitCode(), fmt.Errorf("demo run did not succeed (exit %d)", exitErr.ExitCode())
+	}
+	if err != nil {
+		return 1, fmt.Errorf("demo: %w", err)
+	}
+	fmt.Printf("\nDemo finished. Outputs and manifest.json are under %s/; inspect the run at %s\n\n", o.outDir, ui)
+	return 0, nil
+}
+
+// stack supervises child processes: one exiting on its own stops the rest.
+type stack struct {
+	mu     sync.Mutex
+	procs  []*child
+	exited chan error
+}
+
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (s *stack) start(name, color, bin string, args, env []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exited == nil {
+		s.exited = make(chan error, 8)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	// Own process group: the terminal's Ctrl-C reaches only devstack, which
+	// then stops the children in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	prefix := fmt.Sprintf("%s%-9s\033[0m│ ", color, name)
+	go copyLines(prefix, stdout)
+	go copyLines(prefix, stderr)
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	s.procs = append(s.procs, c)
+	go func() {
+		err := cmd.Wait()
+		close(c.done)
+		s.exited <- fmt.Errorf("%s exited: %v", name, err)
+	}()
+	return nil
+}
+
+// stopAll stops children in reverse start order, killing any that does not
+// exit within 10 s.
+func (s *stack) stopAll() {
+	s.mu.Lock()
+	procs := append([]*child(nil), s.procs...)
+	s.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		c := procs[i]
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+	}
+}
+
+func copyLines(prefix string, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fmt.Fprintln(os.Stderr, prefix+sc.Text())
+	}
+}
+
+func waitFor(ctx context.Context, s *stack, ready func() bool, limit time.Duration, what string) error {
+	deadline := time.Now().Add(limit)
+	for !ready() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.exited:
+			return fmt.Errorf("while waiting for the %s: %w", what, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the %s did not become ready within %s", what, limit)
+		}
+	}
+	return nil
+}
+
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func portInUse(addr string) bool { return dialable(addr) }
+
+func httpOK(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}

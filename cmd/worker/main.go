@@ -1,0 +1,238 @@
+// Command worker runs the durable-comfy Temporal worker: it executes the
+// ComfyRun workflow and the activities that call the ComfyDeploy API.
+//
+// Configuration comes from the environment; run `worker -h` for the table.
+// The Temporal connection follows Temporal's own conventions
+// (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS settings and
+// profiles in the temporal.toml config file), so the same binary runs against
+// a local dev server or Temporal Cloud.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	temporalenv "go.temporal.io/sdk/contrib/envconfig"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/durable-comfy/durable-comfy/activities"
+	"github.com/durable-comfy/durable-comfy/comfy"
+	"github.com/durable-comfy/durable-comfy/internal/logging"
+	"github.com/durable-comfy/durable-comfy/outputstore"
+	"github.com/durable-comfy/durable-comfy/workflows"
+)
+
+// config is read from COMFY_* environment variables. Keep the names stable:
+// they are documented in the README.
+type config struct {
+	APIURL string `envconfig:"API_URL" default:"https://api.comfydeploy.com/api" desc:"ComfyDeploy API base URL (hosted, staging, self-hosted or the simulator)"`
+	APIKey string `envconfig:"API_KEY" required:"true" desc:"ComfyDeploy API key; only ever read here, never sent to Temporal"`
+
+	TaskQueue string `envconfig:"TASK_QUEUE" default:"comfy" desc:"Temporal task queue the worker polls"`
+
+	PollInterval     time.Duration `envconfig:"POLL_INTERVAL" default:"2s" desc:"default interval between GET /run polls (jittered ±20%)"`
+	QueueTimeout     time.Duration `envconfig:"QUEUE_TIMEOUT" default:"15m" desc:"default deadline for queueing and cold start"`
+	ExecutionTimeout time.Duration `envconfig:"EXECUTION_TIMEOUT" default:"30m" desc:"default deadline for execution"`
+	HTTPTimeout      time.Duration `envconfig:"HTTP_TIMEOUT" default:"90s" desc:"timeout of one ComfyDeploy API request (submits can be slow)"`
+
+	OutputDir      string `envconfig:"OUTPUT_DIR" default:"out" desc:"local directory of the output store"`
+	MaxOutputBytes int64  `envconfig:"MAX_OUTPUT_BYTES" default:"2147483648" desc:"largest single output to download"`
+
+	MaxConcurrentActivities    int `envconfig:"MAX_CONCURRENT_ACTIVITIES" default:"500" desc:"activities in flight on this worker (each waiting run holds one)"`
+	MaxConcurrentWorkflowTasks int `envconfig:"MAX_CONCURRENT_WORKFLOW_TASKS" default:"50" desc:"workflow tasks in flight on this worker"`
+
+	RegisterSearchAttributes bool `envconfig:"REGISTER_SEARCH_ATTRIBUTES" default:"true" desc:"create the Comfy* search attributes if missing (needs operator permission; off for Temporal Cloud)"`
+
+	LogFormat string `envconfig:"LOG_FORMAT" default:"console" desc:"console (development) or json (production)"`
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+}
+
+const envPrefix = "COMFY"
+
+func main() {
+	flag.Usage = usage
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	out := flag.CommandLine.Output()
+	fmt.Fprintf(out, `Usage: worker
+
+Runs the durable-comfy Temporal worker (workflow %q and its ComfyDeploy
+activities). It takes no flags; it is configured by the environment:
+
+`, workflows.ComfyRunWorkflow)
+	var cfg config
+	_ = envconfig.Usagef(envPrefix, &cfg, out, "  {{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
+	fmt.Fprint(out, `
+Temporal connection (Temporal's conventions, also read by the temporal CLI):
+  TEMPORAL_ADDRESS         host:port of the frontend (default localhost:7233)
+  TEMPORAL_NAMESPACE       namespace (default "default")
+  TEMPORAL_API_KEY         API key for Temporal Cloud
+  TEMPORAL_TLS, TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, …
+  TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE   profile in the temporal.toml config file
+
+Example (local dev server and the simulator):
+  COMFY_API_URL=http://127.0.0.1:3011/api COMFY_API_KEY=sim-key worker
+`)
+}
+
+func run() error {
+	var cfg config
+	if err := envconfig.Process(envPrefix, &cfg); err != nil {
+		return fmt.Errorf("configuration: %w (run `worker -h` for the variables)", err)
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	zl, err := logging.New(cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	defer zl.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	opts, err := temporalenv.LoadDefaultClientOptions()
+	if err != nil {
+		return fmt.Errorf("temporal client configuration: %w", err)
+	}
+	opts.Logger = logging.Temporal(zl)
+	tc, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w (set TEMPORAL_ADDRESS, or start a dev server with `make dev`)", hostPort(opts), err)
+	}
+	defer tc.Close()
+
+	if cfg.RegisterSearchAttributes {
+		if err := ensureSearchAttributes(ctx, tc, opts.Namespace); err != nil {
+			zl.Warn("Could not register search attributes; register them once with `temporal operator search-attribute create`", zap.Error(err))
+		}
+	}
+
+	comfyClient, err := comfy.NewClient(
+		comfy.WithBaseURL(cfg.APIURL),
+		comfy.WithAPIKey(cfg.APIKey),
+		comfy.WithHTTPClient(&http.Client{Timeout: cfg.HTTPTimeout}),
+		comfy.WithUserAgent("durable-comfy-worker"),
+		comfy.WithLogger(logging.Slog(zl.Named("comfy"))),
+	)
+	if err != nil {
+		return fmt.Errorf("configuration: COMFY_API_URL: %w", err)
+	}
+	store, err := outputstore.NewDir(cfg.OutputDir)
+	if err != nil {
+		return fmt.Errorf("configuration: COMFY_OUTPUT_DIR: %w", err)
+	}
+
+	w := worker.New(tc, cfg.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize:     cfg.MaxConcurrentActivities,
+		MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflowTasks,
+	})
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Activities{
+		Comfy:            comfyClient,
+		Store:            store,
+		Downloader:       &http.Client{Timeout: 10 * time.Minute},
+		Signaler:         tc,
+		PollInterval:     cfg.PollInterval,
+		QueueTimeout:     cfg.QueueTimeout,
+		ExecutionTimeout: cfg.ExecutionTimeout,
+		MaxOutputBytes:   cfg.MaxOutputBytes,
+	})
+
+	zl.Info("Worker starting",
+		zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", hostPort(opts)),
+		zap.String("namespace", namespace(opts)), zap.String("comfy_api", cfg.APIURL), zap.String("output_dir", store.Root))
+	if err := w.Run(interruptOn(ctx)); err != nil {
+		return fmt.Errorf("worker stopped: %w", err)
+	}
+	zl.Info("Worker stopped")
+	return nil
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.APIKey == "" {
+		errs = append(errs, errors.New("COMFY_API_KEY is empty; create a key in the ComfyDeploy dashboard (Settings → API keys)"))
+	}
+	for name, d := range map[string]time.Duration{
+		"COMFY_POLL_INTERVAL": c.PollInterval, "COMFY_QUEUE_TIMEOUT": c.QueueTimeout,
+		"COMFY_EXECUTION_TIMEOUT": c.ExecutionTimeout, "COMFY_HTTP_TIMEOUT": c.HTTPTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a positive duration such as 2s or 15m", name))
+		}
+	}
+	if c.MaxConcurrentActivities <= 0 || c.MaxConcurrentWorkflowTasks <= 0 {
+		errs = append(errs, errors.New("COMFY_MAX_CONCURRENT_ACTIVITIES and COMFY_MAX_CONCURRENT_WORKFLOW_TASKS must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// ensureSearchAttributes creates the workflows' search attributes when they
+// are missing, which is what a fresh self-hosted namespace needs.
+func ensureSearchAttributes(ctx context.Context, tc client.Client, ns string) error {
+	if ns == "" {
+		ns = client.DefaultNamespace
+	}
+	want := workflows.SearchAttributes()
+	have, err := tc.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	if err != nil {
+		return err
+	}
+	for name := range want {
+		if _, ok := have.GetCustomAttributes()[name]; ok {
+			delete(want, name)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	_, err = tc.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: ns, SearchAttributes: want})
+	var exists *serviceerror.AlreadyExists
+	if errors.As(err, &exists) {
+		return nil
+	}
+	return err
+}
+
+func interruptOn(ctx context.Context) <-chan any {
+	ch := make(chan any)
+	go func() {
+		<-ctx.Done()
+		close(ch)
+	}()
+	return ch
+}
+
+func hostPort(o client.Options) string {
+	if o.HostPort == "" {
+		return client.DefaultHostPort
+	}
+	return o.HostPort
+}
+
+func namespace(o client.Options) string {
+	if o.Namespace == "" {
+		return client.DefaultNamespace
+	}
+	return o.Namespace
+}

@@ -1,0 +1,158 @@
+// Package e2e runs durable-comfy end to end: the real Temporal dev server
+// (the pinned CLI in bin/), the ComfyDeploy simulator and a worker in this
+// process. `make test` builds the CLI and sets TEMPORAL_CLI_PATH.
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/durable-comfy/durable-comfy/activities"
+	"github.com/durable-comfy/durable-comfy/comfy"
+	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
+	"github.com/durable-comfy/durable-comfy/outputstore"
+	"github.com/durable-comfy/durable-comfy/workflows"
+)
+
+// Shared by the tests of this package; TestMain sets them up once.
+var (
+	devServer *testsuite.DevServer
+	cliPath   string
+	httpPort  int
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: skipped by -short (needs the Temporal dev server)")
+		return 0
+	}
+	cliPath = os.Getenv("TEMPORAL_CLI_PATH")
+	if cliPath == "" {
+		cliPath, _ = filepath.Abs("../bin/temporal")
+	}
+	if _, err := os.Stat(cliPath); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: Temporal CLI not found at %s: run `make test` (it builds bin/temporal) or set TEMPORAL_CLI_PATH\n", cliPath)
+		return 1
+	}
+	httpPort = freePort()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var err error
+	devServer, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath: cliPath,
+		ClientOptions: &client.Options{
+			HostPort: fmt.Sprintf("127.0.0.1:%d", freePort()),
+			Logger:   quietLogger{},
+		},
+		LogLevel: "error",
+		SearchAttributes: temporal.NewSearchAttributes(
+			workflows.DeploymentIDKey.ValueSet(""), workflows.RunIDKey.ValueSet(""), workflows.StatusKey.ValueSet("")),
+		ExtraArgs: []string{
+			"--http-port", fmt.Sprint(httpPort),
+			"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true",
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: start dev server:", err)
+		return 1
+	}
+	defer devServer.Stop()
+	return m.Run()
+}
+
+// env is one test's world: its own simulator, task queue and worker.
+type env struct {
+	t         *testing.T
+	sim       *comfytest.Server
+	client    client.Client
+	taskQueue string
+	outDir    string
+	worker    worker.Worker
+}
+
+func newEnv(t *testing.T, opts comfytest.Options) *env {
+	t.Helper()
+	if opts.Timing == (comfytest.Timing{}) {
+		opts.Timing = comfytest.Timing{ColdStart: 200 * time.Millisecond, Run: 600 * time.Millisecond}
+	}
+	sim := comfytest.NewServer(opts)
+	t.Cleanup(sim.Close)
+	e := &env{
+		t:         t,
+		sim:       sim,
+		client:    devServer.Client(),
+		taskQueue: "e2e-" + t.Name(),
+		outDir:    t.TempDir(),
+	}
+	e.startWorker()
+	return e
+}
+
+func (e *env) startWorker() {
+	e.t.Helper()
+	cc, err := comfy.NewClient(comfy.WithBaseURL(e.sim.URL()), comfy.WithAPIKey(e.sim.APIKey()),
+		comfy.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	store, err := outputstore.NewDir(e.outDir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	w := worker.New(e.client, e.taskQueue, worker.Options{})
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Activities{
+		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: e.client,
+		PollInterval: 100 * time.Millisecond, CancelWait: 30 * time.Second,
+	})
+	if err := w.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.worker = w
+	e.t.Cleanup(w.Stop)
+}
+
+func (e *env) start(id string, in workflows.ComfyRunInput) client.WorkflowRun {
+	e.t.Helper()
+	run, err := e.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: id, TaskQueue: e.taskQueue, WorkflowExecutionTimeout: 5 * time.Minute,
+	}, workflows.ComfyRunWorkflow, in)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return run
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// quietLogger keeps the SDK's routine logs out of test output.
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}
