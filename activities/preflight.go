@@ -29,6 +29,18 @@ type PreflightResult struct {
 	// ends longer runs with "timeout" whatever our deadlines say.
 	RunTimeoutSeconds int  `json:"run_timeout_seconds,omitempty"`
 	CanCancel         bool `json:"can_cancel"`
+	// InputTypes and OutputTypes are the deployment's declared schema, kept
+	// so a batch or pipeline can check each item's inputs and references
+	// without another API call.
+	InputTypes  []comfy.InputType  `json:"input_types,omitempty"`
+	OutputTypes []comfy.OutputType `json:"output_types,omitempty"`
+}
+
+// CheckInputs validates inputs against a preflight result's input types. It
+// is pure and deterministic, so workflows may call it directly; a failure
+// is the same non-retryable InvalidInput error the Preflight activity raises.
+func CheckInputs(pre *PreflightResult, inputs map[string]any) error {
+	return classify("", preflight.CheckInputs(pre.InputTypes, inputs))
 }
 
 // Preflight checks, before any money is spent, that the deployment exists,
@@ -98,5 +110,7 @@ func (a *Activities) Preflight(ctx context.Context, req PreflightRequest) (*Pref
 		GPU:               gpu,
 		RunTimeoutSeconds: runTimeout,
 		CanCancel:         machine.Type.CanCancel(),
+		InputTypes:        dep.InputTypes,
+		OutputTypes:       dep.OutputTypes,
 	}, nil
 }

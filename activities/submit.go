@@ -93,17 +93,9 @@ func (a *Activities) findRunByToken(ctx context.Context, workflowID, token strin
 	if workflowID == "" {
 		return "", nil
 	}
-	withOutputs, withInputs := false, true
-	runs, err := a.Comfy.Workflows.ListRuns(ctx, workflowID, &comfy.WorkflowRunsOptions{
-		Limit: reconcileDepth, WithOutputs: &withOutputs, WithInputs: &withInputs,
-	})
-	if err != nil {
+	run, found, err := a.Comfy.Workflows.FindRunByCorrelationToken(ctx, workflowID, token, &comfy.WorkflowRunsOptions{Limit: reconcileDepth})
+	if err != nil || !found {
 		return "", err
 	}
-	for i := range runs {
-		if comfy.CorrelationToken(&runs[i]) == token {
-			return runs[i].ID, nil
-		}
-	}
-	return "", nil
+	return run.ID, nil
 }

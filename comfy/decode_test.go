@@ -2,7 +2,6 @@ package comfy
 
 import (
 	"encoding/json"
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -258,30 +257,6 @@ func TestMachineDockerStepsAsString(t *testing.T) {
 	_ = json.Unmarshal([]byte(`{"import_failed_logs":[],"docker_command_steps":null}`), &empty)
 	if empty.ImportFailedLogs != "" || empty.DockerCommandSteps != nil {
 		t.Errorf("empty = %+v", empty)
-	}
-}
-
-func TestValidateInputs(t *testing.T) {
-	var d Deployment
-	if err := json.Unmarshal([]byte(sampleDeploymentJSON), &d); err != nil {
-		t.Fatal(err)
-	}
-	ok := map[string]any{"prompt": "cat", "steps": 20.0, "mode": "b", CorrelationInputKey: "tok"}
-	if err := d.ValidateInputs(ok); err != nil {
-		t.Errorf("valid inputs rejected: %v", err)
-	}
-	bad := map[string]any{"steps": 2.5, "mode": "z", "typo": 1, "nested": map[string]any{}}
-	err := d.ValidateInputs(bad)
-	if !errors.Is(err, ErrInvalidArgument) || !IsValidation(err) {
-		t.Fatalf("err = %v", err)
-	}
-	for _, want := range []string{`"steps" must be an integer`, `"mode" must be one of`, `"typo" is not an input`, `"prompt" is required`, `"nested" is not an input`} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
-		}
-	}
-	if err := d.ValidateInputs(map[string]any{"prompt": "x", "steps": 51}); err == nil || !strings.Contains(err.Error(), "maximum") {
-		t.Errorf("bound not checked: %v", err)
 	}
 }
 

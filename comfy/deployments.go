@@ -7,8 +7,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"slices"
-	"sort"
 	"strings"
 )
 
@@ -172,111 +170,6 @@ func (t *InputType) UnmarshalJSON(data []byte) error {
 type OutputType struct {
 	ClassType string `json:"class_type"`
 	OutputID  string `json:"output_id"`
-}
-
-// ValidateInputs checks a run's inputs against the deployment's input
-// schema. The server does not: it drops unknown keys and falls back to
-// node defaults. The checks are: unknown keys (keys that start with "__",
-// such as [CorrelationInputKey], are allowed), required inputs that are
-// missing, value types, numeric bounds and enum options. The error wraps
-// [ErrInvalidArgument] and lists every problem.
-func (d *Deployment) ValidateInputs(inputs map[string]any) error {
-	known := make(map[string]InputType, len(d.InputTypes))
-	for _, it := range d.InputTypes {
-		known[it.InputID] = it
-	}
-	var problems []string
-	keys := make([]string, 0, len(inputs))
-	for k := range inputs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		it, ok := known[k]
-		if !ok {
-			if !strings.HasPrefix(k, "__") {
-				problems = append(problems, fmt.Sprintf("%q is not an input of deployment %s", k, d.ID))
-			}
-			continue
-		}
-		if msg := it.check(inputs[k]); msg != "" {
-			problems = append(problems, fmt.Sprintf("%q %s", k, msg))
-		}
-	}
-	for _, it := range d.InputTypes {
-		if it.Required != nil && *it.Required {
-			if _, ok := inputs[it.InputID]; !ok {
-				problems = append(problems, fmt.Sprintf("%q is required", it.InputID))
-			}
-		}
-	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %s", ErrInvalidArgument, strings.Join(problems, "; "))
-}
-
-func (t InputType) check(v any) string {
-	if v == nil {
-		return ""
-	}
-	if _, nested := v.(map[string]any); nested {
-		return "is an object; the server rejects nested objects"
-	}
-	num, isNum := toFloat(v)
-	switch t.Type {
-	case InputInteger:
-		if !isNum || num != math.Trunc(num) {
-			return fmt.Sprintf("must be an integer, got %T", v)
-		}
-	case InputFloat:
-		if !isNum {
-			return fmt.Sprintf("must be a number, got %T", v)
-		}
-	case InputBoolean:
-		if _, ok := v.(bool); !ok {
-			return fmt.Sprintf("must be a boolean, got %T", v)
-		}
-	case InputString, InputBinary:
-		switch v.(type) {
-		case string, []string, []any:
-		default:
-			return fmt.Sprintf("must be a string, got %T", v)
-		}
-	}
-	if isNum {
-		if t.MinValue != nil && num < *t.MinValue {
-			return fmt.Sprintf("is below the minimum %v", *t.MinValue)
-		}
-		if t.MaxValue != nil && num > *t.MaxValue {
-			return fmt.Sprintf("is above the maximum %v", *t.MaxValue)
-		}
-	}
-	if s, ok := v.(string); ok && len(t.EnumOptions) > 0 && !slices.Contains(t.EnumOptions, s) {
-		return fmt.Sprintf("must be one of %v", t.EnumOptions)
-	}
-	return ""
-}
-
-func toFloat(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case int:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case uint:
-		return float64(n), true
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	}
-	return 0, false
 }
 
 // DeploymentListOptions filters List.

@@ -108,8 +108,8 @@ type DeploymentRunRequest struct {
 	DeploymentID string `json:"deployment_id"`
 	// Inputs maps the input_id of external-input nodes to strings,
 	// numbers, bools or arrays. The server rejects nested objects with
-	// 422 and ignores unknown keys, so check keys with
-	// [Deployment.ValidateInputs].
+	// 422 and ignores unknown keys, so check keys against the
+	// deployment's InputTypes before sending.
 	Inputs map[string]any `json:"inputs,omitempty"`
 	// Webhook is stored verbatim, query string included.
 	Webhook                   string `json:"webhook,omitempty"`
@@ -233,8 +233,7 @@ func (s *RunsService) queue(ctx context.Context, path string, body any) (*Queued
 // (POST /run/deployment/queue). The request is never retried: after a
 // timeout or 5xx, look for the run (see CorrelationToken) before sending
 // it again. The server checks neither the machine status nor whether the
-// deployment is active. See [Deployment.ValidateInputs] and
-// [MachineType.CanQueue].
+// deployment is active; see [MachineType.CanQueue].
 func (s *RunsService) QueueDeployment(ctx context.Context, req *DeploymentRunRequest) (*QueuedRun, error) {
 	if err := req.validate(); err != nil {
 		return nil, err

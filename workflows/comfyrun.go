@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -131,6 +132,9 @@ func (r *comfyRun) run(ctx workflow.Context) (*ComfyRunResult, error) {
 }
 
 func (r *comfyRun) preflight(ctx workflow.Context) (*activities.PreflightResult, error) {
+	if r.in.Preflight != nil && r.in.Preflight.DeploymentID == r.in.DeploymentID {
+		return r.in.Preflight, nil
+	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		Summary:             "Preflight deployment " + r.in.DeploymentID,
 		StartToCloseTimeout: time.Minute,
@@ -271,6 +275,11 @@ func (r *comfyRun) cancelled(ctx workflow.Context) (*ComfyRunResult, error) {
 		r.result.Cancel = &res
 		if res.FinalStatus != "" {
 			r.status.Status, r.result.Status = res.FinalStatus, res.FinalStatus
+		}
+		if n := len(r.result.Attempts); n > 0 {
+			last := &r.result.Attempts[n-1]
+			last.Status = cmp.Or(res.FinalStatus, last.Status)
+			last.Error = "workflow cancelled: " + res.Message
 		}
 		r.logger.Info("Workflow cancelled", "RunId", res.RunID, "CancelSupported", res.Supported, "FinalStatus", res.FinalStatus)
 	}

@@ -340,3 +340,16 @@ func TestInvalidInputFailsWithoutAnyActivity(t *testing.T) {
 	require.Contains(t, appErr.Error(), `gpu "RTX9090"`)
 	require.Contains(t, appErr.Error(), "retry.max_attempts")
 }
+
+func (s *comfyRunSuite) TestPreflightFromAParentIsNotRepeated() {
+	in := input()
+	in.Preflight = &activities.PreflightResult{DeploymentID: testDeployment, ComfyWorkflowID: "wf-1", MachineName: "gpu-pool-a", CanCancel: true}
+	s.submitReturns("run-1")
+	s.awaitReturns("run-1", "success", "")
+	s.collectOK("run-1")
+
+	s.env.ExecuteWorkflow(ComfyRun, in)
+
+	s.Equal("gpu-pool-a", s.result().MachineName)
+	s.env.AssertNotCalled(s.T(), "Preflight", mock.Anything, mock.Anything)
+}

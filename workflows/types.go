@@ -32,6 +32,10 @@ type ComfyRunInput struct {
 	// Labels are free-form key/values copied into the manifest, for example
 	// {"customer": "acme", "campaign": "spring"}.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Preflight carries a check of this deployment that a batch or pipeline
+	// already made; ComfyRun then does not check the deployment again (the
+	// parent validated the inputs against Preflight.InputTypes).
+	Preflight *activities.PreflightResult `json:"preflight,omitempty"`
 }
 
 // RetryPolicy says when a finished but unsuccessful run is resubmitted.

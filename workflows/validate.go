@@ -24,21 +24,23 @@ const maxAttemptsLimit = 10
 var (
 	uuidPattern   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	folderPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,119}$`)
-	knownGPUs     = []string{"CPU", "T4", "L4", "A10G", "L40S", "A100", "A100-80GB", "H100", "H200", "B200"}
+	// KnownGPUs are the GPU names ComfyDeploy accepts.
+	KnownGPUs = []string{"CPU", "T4", "L4", "A10G", "L40S", "A100", "A100-80GB", "H100", "H200", "B200"}
 )
 
-// validate checks the shape of a ComfyRunInput; the deployment-specific
-// checks happen in the Preflight activity. It is pure so it is cheap to run
-// inside workflow code and easy to test on its own.
-func (in *ComfyRunInput) validate() error {
+// Problems lists what is wrong with the shape of a ComfyRunInput, one
+// actionable sentence each, sorted; the deployment-specific checks happen in
+// the Preflight activity. It is pure, so the workflow runs it first and the
+// starter runs the same checks before starting anything.
+func (in *ComfyRunInput) Problems() []string {
 	var problems []string
 	if in.DeploymentID == "" {
 		problems = append(problems, "deployment_id is required (the UUID from the ComfyDeploy dashboard)")
 	} else if !uuidPattern.MatchString(in.DeploymentID) {
 		problems = append(problems, fmt.Sprintf("deployment_id %q is not a UUID; copy it from the ComfyDeploy dashboard", in.DeploymentID))
 	}
-	if in.GPU != "" && !slices.Contains(knownGPUs, in.GPU) {
-		problems = append(problems, fmt.Sprintf("gpu %q is not one of %s", in.GPU, strings.Join(knownGPUs, ", ")))
+	if in.GPU != "" && !slices.Contains(KnownGPUs, in.GPU) {
+		problems = append(problems, fmt.Sprintf("gpu %q is not one of %s", in.GPU, strings.Join(KnownGPUs, ", ")))
 	}
 	for name, d := range map[string]Duration{"queue_timeout": in.QueueTimeout, "execution_timeout": in.ExecutionTimeout, "poll_interval": in.PollInterval} {
 		if d < 0 {
@@ -57,14 +59,24 @@ func (in *ComfyRunInput) validate() error {
 		problems = append(problems, fmt.Sprintf("outputs.folder %q must be one path segment of letters, digits, '.', '-' and '_'", in.Outputs.Folder))
 	}
 	for name, v := range in.Inputs {
-		if _, nested := v.(map[string]any); nested {
+		switch v.(type) {
+		case map[string]any:
 			problems = append(problems, fmt.Sprintf("input %q is an object; ComfyDeploy accepts strings, numbers, booleans and lists", name))
+		case nil:
+			problems = append(problems, fmt.Sprintf("input %q is null; remove it to use the deployment's default", name))
 		}
 	}
+	slices.Sort(problems) // map iteration order must not leak into the result
+	return problems
+}
+
+// validate fails the workflow with ErrTypeInvalidWorkflowInput when the
+// input has problems; the details carry the list.
+func (in *ComfyRunInput) validate() error {
+	problems := in.Problems()
 	if len(problems) == 0 {
 		return nil
 	}
-	slices.Sort(problems) // map iteration order must not leak into the error
 	return temporal.NewNonRetryableApplicationError("invalid ComfyRun input: "+strings.Join(problems, "; "), ErrTypeInvalidWorkflowInput, nil, problems)
 }
 

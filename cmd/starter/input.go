@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -47,16 +46,6 @@ type runFlags struct {
 	outputFolder     string
 	set              map[string]bool
 }
-
-// Checks mirrored from workflows.ComfyRunInput.validate (unexported), so a
-// typo fails here, before a workflow exists, with a flag-oriented fix.
-var (
-	uuidPattern   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	folderPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,119}$`)
-	knownGPUs     = []string{"CPU", "T4", "L4", "A10G", "L40S", "A100", "A100-80GB", "H100", "H200", "B200"}
-)
-
-const maxAttemptsLimit = 10
 
 // parseInputValue reads a -input value as JSON when it is a JSON scalar,
 // list or quoted string, and as plain text otherwise, so both
@@ -240,45 +229,12 @@ func buildInput(base workflows.ComfyRunInput, f runFlags) (workflows.ComfyRunInp
 	return in, errors.Join(errs...)
 }
 
-// checkInput is the local copy of the workflow's shape checks, phrased in
-// terms of the flags that fix each problem.
+// checkInput runs the workflow's own shape checks, so the starter rejects
+// exactly what the workflow would, before anything is started.
 func checkInput(in workflows.ComfyRunInput) error {
 	var errs []error
-	switch {
-	case in.DeploymentID == "":
-		errs = append(errs, errors.New("no deployment: pass -deployment <id> (the UUID on the deployment's page in the ComfyDeploy dashboard) or set deployment_id in the -f file"))
-	case !uuidPattern.MatchString(in.DeploymentID):
-		errs = append(errs, fmt.Errorf("deployment %q is not a UUID: copy the deployment id from the ComfyDeploy dashboard", in.DeploymentID))
-	}
-	if in.GPU != "" && !slices.Contains(knownGPUs, in.GPU) {
-		errs = append(errs, fmt.Errorf("-gpu %q: use one of %s (or omit it to use the deployment's GPU)", in.GPU, strings.Join(knownGPUs, ", ")))
-	}
-	for _, d := range []struct {
-		flag string
-		v    workflows.Duration
-	}{{"queue-timeout", in.QueueTimeout}, {"execution-timeout", in.ExecutionTimeout}, {"poll-interval", in.PollInterval}} {
-		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("-%s must not be negative: use a duration such as 10m, or 0 for the worker's default", d.flag))
-		}
-	}
-	if in.Retry.MaxAttempts < 0 || in.Retry.MaxAttempts > maxAttemptsLimit {
-		errs = append(errs, fmt.Errorf("-max-attempts %d: use 1 to %d (each attempt is a new, paid run)", in.Retry.MaxAttempts, maxAttemptsLimit))
-	}
-	for _, on := range in.Retry.RetryOn {
-		if on != workflows.RetryOnFailed && on != workflows.RetryOnTimeout {
-			errs = append(errs, fmt.Errorf("retry_on value %q: use %q or %q", on, workflows.RetryOnFailed, workflows.RetryOnTimeout))
-		}
-	}
-	if in.Outputs.Folder != "" && !folderPattern.MatchString(in.Outputs.Folder) {
-		errs = append(errs, fmt.Errorf("-output-folder %q: use one path segment of letters, digits, '.', '-' and '_'", in.Outputs.Folder))
-	}
-	for _, k := range sortedKeys(in.Inputs) {
-		switch in.Inputs[k].(type) {
-		case map[string]any:
-			errs = append(errs, fmt.Errorf("input %q is a JSON object, which ComfyDeploy does not accept: use a string, number, boolean or list", k))
-		case nil:
-			errs = append(errs, fmt.Errorf("input %q is null: remove it to use the deployment's default", k))
-		}
+	for _, p := range in.Problems() {
+		errs = append(errs, errors.New(p))
 	}
 	return errors.Join(errs...)
 }

@@ -233,17 +233,17 @@ func TestBuildInputValidation(t *testing.T) {
 		flags runFlags
 		want  []string
 	}{
-		{"missing deployment", workflows.ComfyRunInput{}, flags(runFlags{}), []string{"pass -deployment"}},
+		{"missing deployment", workflows.ComfyRunInput{}, flags(runFlags{}), []string{"deployment_id is required"}},
 		{"deployment not a uuid", workflows.ComfyRunInput{}, flags(runFlags{deployment: "my-deployment"}, "deployment"), []string{"not a UUID"}},
 		{"all problems at once", workflows.ComfyRunInput{}, flags(runFlags{
 			deployment: testDeployment, gpu: "RTX4090", maxAttempts: 11, queueTimeout: -time.Second, outputFolder: "a/b",
 			inputs: kvList{"bad"}, retryOn: "sometimes",
 		}, "deployment", "gpu", "max-attempts", "queue-timeout", "output-folder", "retry-on"), []string{
-			`-gpu "RTX4090"`, "-max-attempts 11: use 1 to 10", "-queue-timeout must not be negative", `-output-folder "a/b"`,
+			`gpu "RTX4090" is not one of`, "retry.max_attempts must be between 1 and 10", "queue_timeout must not be negative", `outputs.folder "a/b"`,
 			`-input "bad"`, `-retry-on "sometimes"`,
 		}},
 		{"object and null inputs from a file", workflows.ComfyRunInput{DeploymentID: testDeployment, Inputs: map[string]any{"o": map[string]any{}, "n": nil}},
-			flags(runFlags{}), []string{`input "o" is a JSON object`, `input "n" is null`}},
+			flags(runFlags{}), []string{`input "o" is an object`, `input "n" is null`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

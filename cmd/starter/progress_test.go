@@ -318,7 +318,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{nil, exitUsage, "Usage: starter"},
 		{[]string{"-h"}, exitOK, "Commands:"},
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
-		{[]string{"run"}, exitUsage, "pass -deployment"},
+		{[]string{"run"}, exitUsage, "deployment_id is required"},
 		{[]string{"run", "-input", "steps"}, exitUsage, "use key=value"},
 		{[]string{"run", "-deployment", testDeployment, "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"run", "-nope"}, exitUsage, "flag provided but not defined"},
