@@ -211,3 +211,22 @@ func waitForPhase(t *testing.T, e *env, id, phase string) {
 	}
 	t.Fatalf("workflow %s never reached phase %s; last status: %+v", id, phase, st)
 }
+
+func TestWorkerCrashMidPollResumesTheSameRun(t *testing.T) {
+	e := newEnv(t, comfytest.Options{Timing: comfytest.Timing{ColdStart: 200 * time.Millisecond, Run: 20 * time.Second}})
+	run := e.start("e2e-crash", workflows.ComfyRunInput{DeploymentID: txt2img, Inputs: map[string]any{"prompt": "survives"}})
+	waitForPhase(t, e, "e2e-crash", workflows.PhaseWaiting)
+
+	// The worker dies mid-poll; a new one takes over once the heartbeat
+	// timeout notices, and resumes from the heartbeat details.
+	e.worker.Stop()
+	e.startWorker()
+
+	var res workflows.ComfyRunResult
+	require.NoError(t, run.Get(context.Background(), &res))
+	assert.Equal(t, "success", res.Status)
+	require.Len(t, res.Attempts, 1)
+	c := e.sim.Counters()
+	assert.Equal(t, 1, c.RunsCreated, "the resumed poll must not submit again")
+	assert.Equal(t, 1, c.RunsByToken[res.Attempts[0].CorrelationToken])
+}

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -161,6 +162,10 @@ type stack struct {
 	exited chan error
 }
 
+// stopping silences children's output during shutdown, where their
+// connection-refused noise would bury the demo's summary.
+var stopping atomic.Bool
+
 type child struct {
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -198,6 +203,7 @@ func (s *stack) start(name, color, bin string, args, env []string) error {
 // stopAll stops children in reverse start order, killing any that does not
 // exit within 10 s.
 func (s *stack) stopAll() {
+	stopping.Store(true)
 	s.mu.Lock()
 	procs := append([]*child(nil), s.procs...)
 	s.mu.Unlock()
@@ -217,7 +223,9 @@ func copyLines(prefix string, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		fmt.Fprintln(os.Stderr, prefix+sc.Text())
+		if !stopping.Load() {
+			fmt.Fprintln(os.Stderr, prefix+sc.Text())
+		}
 	}
 }
 
