@@ -32,6 +32,8 @@ type Activities struct {
 	// Signaler, when set, reports run progress to the workflow; without it
 	// the workflow still completes, only its live view is coarser.
 	Signaler Signaler
+	// Temporal, when set, lets AcquireGate start deployment gates.
+	Temporal TemporalClient
 
 	// Defaults used when a request leaves them zero. They are worker
 	// configuration, which is why activities (not workflows) apply them.
