@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -90,9 +91,15 @@ func (f *fakeComfy) isAwaiting(runID string) bool {
 // TestAgainstDevServer drives the CLI against a real Temporal dev server.
 // It needs the pinned CLI binary (`make test` sets TEMPORAL_CLI_PATH).
 func TestAgainstDevServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs the Temporal dev server")
+	}
 	cli := os.Getenv("TEMPORAL_CLI_PATH")
-	if testing.Short() || cli == "" {
-		t.Skip("set TEMPORAL_CLI_PATH to a temporal CLI binary (as `make test` does) to run against a dev server")
+	if cli == "" {
+		cli, _ = filepath.Abs("../../bin/temporal")
+	}
+	if _, err := os.Stat(cli); err != nil {
+		t.Fatalf("Temporal CLI not found at %s: run `make test` (it builds bin/temporal) or set TEMPORAL_CLI_PATH", cli)
 	}
 	ctx := context.Background()
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
