@@ -4,7 +4,7 @@
 //
 // # Usage
 //
-//	client, err := comfy.NewClient(comfy.WithAPIKey(os.Getenv("COMFY_DEPLOY_API_KEY")))
+//	client, err := comfy.NewClient(comfy.WithAPIKey(os.Getenv("COMFY_API_KEY")))
 //	if err != nil { ... }
 //	queued, err := client.Runs.QueueDeployment(ctx, &comfy.DeploymentRunRequest{
 //		DeploymentID: "…",

@@ -38,7 +38,7 @@ func ExampleRunsService_QueueDeployment() {
 
 	client, err := comfy.NewClient(
 		comfy.WithBaseURL(srv.URL+"/api"),
-		comfy.WithAPIKey(os.Getenv("COMFY_DEPLOY_API_KEY")),
+		comfy.WithAPIKey(os.Getenv("COMFY_API_KEY")),
 	)
 	if err != nil {
 		panic(err)

@@ -13,7 +13,7 @@ import (
 func cmdCancel(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "cancel", "[-wait] [-json] WORKFLOW_ID", `
 Requests cancellation of a ComfyRun. The workflow then cancels its
-ComfyDeploy run where the machine type allows it (serverless machines);
+ComfyDeploy run where the machine type allows it (comfy-deploy-serverless machines);
 classic and runpod-serverless machines cannot cancel, and their run keeps
 going and is billed. -wait follows the workflow until it has ended and
 prints that cancel report.

@@ -615,7 +615,7 @@ Examples:
   starter list -query "StartTime > '2026-01-01T00:00:00Z'" -limit 100 -json`)
 	var f listFlags
 	fs.StringVar(&f.deployment, "deployment", "", "only runs of this ComfyDeploy deployment id (ComfyDeploymentId)")
-	fs.StringVar(&f.comfyStatus, "comfy-status", "", "only runs whose ComfyDeploy status is this (ComfyStatus: pending, queued, running, success, failed, timeout, cancelled, rejected, …)")
+	fs.StringVar(&f.comfyStatus, "comfy-status", "", "only runs whose ComfyDeploy status is this (ComfyStatus changes with the phase: pending, not-started, success, failed, timeout, cancelled, rejected; use -status running for runs in flight)")
 	fs.StringVar(&f.runID, "run-id", "", "only the workflow of this ComfyDeploy run id (ComfyRunId)")
 	fs.StringVar(&f.status, "status", "", "only workflows in this state: running, completed, failed, canceled, terminated, timed-out")
 	fs.StringVar(&f.raw, "query", "", "extra visibility query, ANDed with the filters (see Temporal's List Filter docs)")

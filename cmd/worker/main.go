@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -79,7 +80,9 @@ activities). It takes no flags; it is configured by the environment:
 
 `, workflows.ComfyRunWorkflow)
 	var cfg config
-	_ = envconfig.Usagef(envPrefix, &cfg, out, "  {{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	_ = envconfig.Usagef(envPrefix, &cfg, tw, "  VARIABLE\tDEFAULT\tMEANING\n{{range .}}  {{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
+	_ = tw.Flush()
 	fmt.Fprint(out, `
 Temporal connection (Temporal's conventions, also read by the temporal CLI):
   TEMPORAL_ADDRESS         host:port of the frontend (default localhost:7233)
