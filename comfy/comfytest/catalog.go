@@ -145,6 +145,95 @@ func (s *Server) handlePatchDeployment(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.deploymentJSONLocked(d))
 }
 
+var shareEnvironments = []string{"public-share", "private-share", "community-share"}
+
+// handleCreateDeployment serves POST /deployment (reference §2.3). With a
+// deployment_id of an existing deployment it updates that one instead.
+func (s *Server) handleCreateDeployment(w http.ResponseWriter, r *http.Request) {
+	body, ok := decodeBody(w, r, "workflow_version_id", "workflow_id", "environment")
+	if !ok {
+		return
+	}
+	env := str(body, "environment")
+	if !slices.Contains([]string{"staging", "production", "public-share", "private-share", "community-share", "preview"}, env) {
+		write422(w, []validationError{{Type: "enum", Loc: []any{"body", "environment"},
+			Msg: "Input should be 'staging', 'production', 'public-share', 'private-share', 'community-share' or 'preview'", Input: env}})
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.versions[str(body, "workflow_version_id")]
+	if v == nil || v.WorkflowID != str(body, "workflow_id") {
+		writeDetail(w, http.StatusNotFound, "Workflow version not found")
+		return
+	}
+	machineID := str(body, "machine_id")
+	if machineID == "" {
+		machineID = v.MachineID
+	}
+	if machineID == "" {
+		machineID = s.workflows[v.WorkflowID].SelectedMachineID
+	}
+	m := s.machines[machineID]
+	if m == nil {
+		writeDetail(w, http.StatusNotFound, "Machine not found")
+		return
+	}
+	now := time.Now()
+	d := s.deployments[str(body, "deployment_id")]
+	if d == nil {
+		d = &deployment{ID: newUUID(), ConcurrencyLimit: 2, RunTimeout: 300 * time.Second, IdleTimeout: 60, Created: now}
+		s.deployments[d.ID] = d
+		s.deploymentOrder = append(s.deploymentOrder, d.ID)
+	}
+	d.Environment, d.WorkflowID, d.VersionID = env, v.WorkflowID, v.ID
+	d.MachineID, d.MachineVersionID, d.GPU = m.ID, m.VersionID, m.GPU
+	if mv := str(body, "machine_version_id"); mv != "" {
+		d.MachineVersionID = mv
+	}
+	if desc := str(body, "description"); desc != "" {
+		d.Description = desc
+	}
+	d.Updated, d.Activated = now, now
+	writeJSON(w, http.StatusOK, s.deploymentJSONLocked(d))
+}
+
+// handleDeactivateDeployment serves POST /deployment/{id}/deactivate. The
+// service refuses while the deployment still has runs that are not terminal.
+func (s *Server) handleDeactivateDeployment(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.deployments[r.PathValue("deployment_id")]
+	if d == nil {
+		writeDetail(w, http.StatusNotFound, "Deployment not found")
+		return
+	}
+	for _, rn := range s.runList {
+		if rn.DeploymentID == d.ID && !isTerminal(rn.Status) {
+			writeDetail(w, http.StatusBadRequest, "Cannot deactivate deployment with active runs")
+			return
+		}
+	}
+	d.Activated, d.Updated = time.Time{}, time.Now()
+	writeJSON(w, http.StatusOK, s.deploymentJSONLocked(d))
+}
+
+// handleDeleteDeployment serves DELETE /deployment/{id}. Only share
+// environments can be deleted. The handler's catch-all turns every error it
+// raises, including "not found", into a bare 500 (reference §1).
+func (s *Server) handleDeleteDeployment(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.deployments[r.PathValue("deployment_id")]
+	if d == nil || !slices.Contains(shareEnvironments, d.Environment) {
+		writeDetail(w, http.StatusInternalServerError, "Internal server error")
+		return
+	}
+	delete(s.deployments, d.ID)
+	s.deploymentOrder = slices.DeleteFunc(s.deploymentOrder, func(id string) bool { return id == d.ID })
+	writeJSON(w, http.StatusOK, map[string]any{"message": "Deployment deleted successfully"})
+}
+
 // ---- machines (raw SQL routes: zone-less isoformat timestamps) ---------------------------
 
 func (s *Server) machineJSONLocked(m *machine, full, steps bool) map[string]any {
@@ -528,4 +617,43 @@ func (s *Server) handleCreateWorkflowVersion(w http.ResponseWriter, r *http.Requ
 		s.deploymentOrder = append(s.deploymentOrder, d.ID)
 	}
 	writeJSON(w, http.StatusOK, versionJSON(v, ormTime))
+}
+
+// handleCreateWorkflow serves POST /workflow: a workflow with its first
+// version. The graphs arrive as JSON text. Failures of this handler use the
+// {"error": "..."} shape rather than {"detail": ...} (reference §1).
+func (s *Server) handleCreateWorkflow(w http.ResponseWriter, r *http.Request) {
+	body, ok := decodeBody(w, r, "name", "workflow_json")
+	if !ok {
+		return
+	}
+	graph := func(k string) (map[string]any, bool) {
+		var m map[string]any
+		if str(body, k) == "" {
+			return nil, true
+		}
+		return m, json.Unmarshal([]byte(str(body, k)), &m) == nil
+	}
+	ui, ok1 := graph("workflow_json")
+	api, ok2 := graph("workflow_api")
+	if !ok1 || !ok2 {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "workflow_json and workflow_api must be JSON objects"})
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	machineID := str(body, "machine_id")
+	if machineID != "" && s.machines[machineID] == nil {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "Machine not found"})
+		return
+	}
+	now := time.Now()
+	wf := &workflow{ID: newUUID(), Name: str(body, "name"), SelectedMachineID: machineID, Created: now, Updated: now}
+	v := &workflowVersion{ID: newUUID(), WorkflowID: wf.ID, Version: 1, Workflow: ui, WorkflowAPI: api,
+		MachineID: machineID, MachineVersionID: str(body, "machine_version_id"), Created: now, Updated: now, pipe: txt2imgPipeline()}
+	s.workflows[wf.ID] = wf
+	s.workflowOrder = append(s.workflowOrder, wf.ID)
+	s.versions[v.ID] = v
+	s.versionsByWorkflow[wf.ID] = []*workflowVersion{v}
+	writeJSON(w, http.StatusOK, workflowJSON(wf))
 }

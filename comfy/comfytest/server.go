@@ -228,6 +228,11 @@ type Server struct {
 	wg      sync.WaitGroup
 	hooks   *http.Client
 
+	// callsMu guards counters.Calls alone. Calls are counted when a handler
+	// writes its status, and many handlers write while holding mu. Lock
+	// order: mu, then callsMu.
+	callsMu sync.Mutex
+
 	mu                 sync.Mutex
 	closed             bool // set by Close; no goroutines start afterwards
 	rng                *mrand.Rand
@@ -397,13 +402,17 @@ func (s *Server) ConfigureDeployment(id string, ds DeploymentSettings) error {
 func (s *Server) Counters() Counters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.callsMu.Lock()
+	defer s.callsMu.Unlock()
 	return s.counters.clone()
 }
 
 // Reset zeroes the counters. Runs and other state are kept.
 func (s *Server) Reset() {
 	s.mu.Lock()
+	s.callsMu.Lock()
 	s.counters = Counters{}.clone()
+	s.callsMu.Unlock()
 	s.mu.Unlock()
 }
 
@@ -460,6 +469,9 @@ func (s *Server) routes() {
 	api("GET /api/deployments", s.handleListDeployments)
 	api("GET /api/deployment/{deployment_id}", s.handleGetDeployment)
 	api("PATCH /api/deployment/{deployment_id}", s.handlePatchDeployment)
+	api("POST /api/deployment", s.handleCreateDeployment)
+	api("POST /api/deployment/{deployment_id}/deactivate", s.handleDeactivateDeployment)
+	api("DELETE /api/deployment/{deployment_id}", s.handleDeleteDeployment)
 	api("GET /api/machines", s.handleListMachines)
 	api("GET /api/machine/{machine_id}", s.handleGetMachine)
 	api("GET /api/machine/{machine_id}/check-custom-nodes", s.handleCheckCustomNodes)
@@ -472,6 +484,7 @@ func (s *Server) routes() {
 	api("GET /api/workflow/{workflow_id}/versions", s.handleWorkflowVersions)
 	api("GET /api/workflow/{workflow_id}/version/{version}", s.handleWorkflowVersionByNumber)
 	api("POST /api/workflow/{workflow_id}/version", s.handleCreateWorkflowVersion)
+	api("POST /api/workflow", s.handleCreateWorkflow)
 	api("GET /api/workflow-version/{version_id}", s.handleWorkflowVersionByID)
 
 	// Streams (streams.go).
@@ -511,8 +524,8 @@ func (s *Server) routes() {
 func (s *Server) apiHandler(pattern string, h http.HandlerFunc, auth bool) http.Handler {
 	isAPI := strings.Contains(pattern, "/api")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &recorder{ResponseWriter: w}
-		defer func() { s.countCall(pattern, rec.code()) }()
+		rec := &recorder{ResponseWriter: w, count: func(code int) { s.countCall(pattern, code) }}
+		defer rec.counted() // for handlers that return without writing
 		if isAPI {
 			f := s.Faults()
 			if f.Latency > 0 {
@@ -547,8 +560,8 @@ func (s *Server) apiHandler(pattern string, h http.HandlerFunc, auth bool) http.
 }
 
 func (s *Server) countCall(pattern string, code int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.callsMu.Lock()
+	defer s.callsMu.Unlock()
 	m := s.counters.Calls[pattern]
 	if m == nil {
 		m = map[int]int{}
@@ -615,15 +628,29 @@ func (s *Server) writeInjectedError(w http.ResponseWriter, r *http.Request) {
 }
 
 // recorder captures the status code and supports streaming and hijacking.
+// It counts the call as soon as the outcome is decided, before anything
+// reaches the client: a caller that has just received its answer (or its
+// reset) must already see the call in Counters.
 type recorder struct {
 	http.ResponseWriter
 	status  int
 	dropped bool
+	count   func(code int)
+	done    bool
+}
+
+// counted records the call once, with the outcome known so far.
+func (r *recorder) counted() {
+	if !r.done {
+		r.done = true
+		r.count(r.code())
+	}
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
+		r.counted()
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -631,6 +658,7 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
+		r.counted()
 	}
 	return r.ResponseWriter.Write(b)
 }
@@ -638,6 +666,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Flush() {
 	if r.status == 0 {
 		r.status = http.StatusOK
+		r.counted()
 	}
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -659,6 +688,7 @@ func (r *recorder) code() int {
 // drop closes the connection without writing a response.
 func (r *recorder) drop() {
 	r.dropped = true
+	r.counted()
 	hj, ok := r.ResponseWriter.(http.Hijacker)
 	if !ok {
 		panic(http.ErrAbortHandler)
