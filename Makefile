@@ -51,8 +51,16 @@ demo: build $(TEMPORAL) ## Everything `make dev` starts, then an example run wit
 	$(BIN)/devstack -temporal $(TEMPORAL) -worker $(BIN)/worker -simulator $(BIN)/comfysim \
 		-demo -starter $(BIN)/starter -demo-prompt "$(DEMO_PROMPT)"
 
-bench: ## Benchmarks of the client and workflow helpers (a report, not a pass/fail).
+bench: ## Go benchmarks (a report, not a pass/fail).
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The batch benchmark of issue 4: N items at concurrency C with run time T,
+# against the ideal N×T/C and a plain goroutine pool, in one run.
+BENCH_N ?= 2000
+BENCH_C ?= 50
+BENCH_T ?= 3s
+bench-batch: $(TEMPORAL) ## ComfyBatch wall time vs ideal and vs a goroutine pool (make bench-batch BENCH_N=… BENCH_C=… BENCH_T=…).
+	$(GO) run ./cmd/benchbatch -temporal $(TEMPORAL) -n $(BENCH_N) -c $(BENCH_C) -t $(BENCH_T)
 
 clean: ## Remove built binaries and local dev data.
 	rm -rf $(BIN) .data out

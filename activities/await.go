@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -122,7 +123,11 @@ func (a *Activities) AwaitRun(ctx context.Context, req AwaitRequest) (*AwaitResu
 			a.report(ctx, &state)
 			if run.Status.IsTerminal() {
 				activity.RecordHeartbeat(ctx, state)
-				return resultOf(run, ""), nil
+				res := resultOf(run, "")
+				if run.Status == comfy.StatusFailed || run.Status == comfy.StatusTimeout {
+					res.Message = a.failureReason(ctx, run.ID)
+				}
+				return res, nil
 			}
 		}
 		activity.RecordHeartbeat(ctx, state)
@@ -171,6 +176,7 @@ func (a *Activities) abandon(ctx context.Context, req AwaitRequest, run *comfy.R
 	msg := fmt.Sprintf("%s deadline of %s passed", deadline, limit)
 	if !req.CanCancel {
 		res := resultOf(run, deadline)
+		res.RunID = req.RunID // run is nil when the last poll failed
 		res.Message = msg + "; this machine type cannot cancel, so the run may keep going on ComfyDeploy"
 		return res, nil
 	}
@@ -234,4 +240,28 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d - d/5 + rand.N(2*d/5+1)
+}
+
+// failureReason reads why a run failed from its logs, the only place
+// ComfyDeploy keeps it (error payloads are dropped from outputs). It is
+// best effort: a run's result never waits on or fails for its logs.
+func (a *Activities) failureReason(ctx context.Context, runID string) string {
+	logs, err := a.Comfy.Runs.ArchivedLogs(ctx, runID)
+	if err != nil {
+		return ""
+	}
+	var reasons []string
+	for _, l := range logs {
+		if l.LogType == "error" && strings.TrimSpace(l.Log) != "" {
+			reasons = append(reasons, strings.TrimSpace(l.Log))
+		}
+	}
+	if len(reasons) > 2 {
+		reasons = reasons[len(reasons)-2:]
+	}
+	reason := strings.Join(reasons, " | ")
+	if len(reason) > 400 {
+		reason = reason[:400] + "…"
+	}
+	return reason
 }

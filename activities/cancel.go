@@ -64,19 +64,24 @@ func (a *Activities) cancelAndWait(ctx context.Context, runID string) (*cancelOu
 	_, err := a.Comfy.Runs.Cancel(ctx, runID)
 	switch {
 	case comfy.IsCancelUnsupported(err):
+		// The same 500 answers a cancel of an unknown run; tell them apart.
 		run, getErr := a.Comfy.Runs.Get(ctx, runID, nil)
-		if getErr == nil && run.Status.IsTerminal() {
+		switch {
+		case comfy.IsNotFound(getErr):
+			return nil, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("run %s is unknown to ComfyDeploy; nothing to cancel", runID), ErrTypeRunNotFound, nil)
+		case getErr != nil:
+			return nil, classify("get run "+runID, getErr)
+		}
+		if run.Status.IsTerminal() {
 			return &cancelOutcome{
 				CancelResult: CancelResult{RunID: runID, Supported: true, FinalStatus: string(run.Status),
 					Message: fmt.Sprintf("run had already ended with %q", run.Status)},
 				run: run,
 			}, nil
 		}
-		res := CancelResult{RunID: runID, Supported: false,
+		res := CancelResult{RunID: runID, Supported: false, FinalStatus: string(run.Status),
 			Message: "this machine type cannot cancel runs (ComfyDeploy cancels only comfy-deploy-serverless runs); the run keeps going and is billed until it ends"}
-		if run != nil {
-			res.FinalStatus = string(run.Status)
-		}
 		return &cancelOutcome{CancelResult: res, run: run}, nil
 	case err != nil:
 		return nil, classify("cancel run "+runID, err)

@@ -44,8 +44,11 @@ const reconcileDepth = 50
 // run. Every attempt after the first therefore looks the token up among the
 // workflow's recent runs before sending anything.
 func (a *Activities) Submit(ctx context.Context, req SubmitRequest) (*SubmitResult, error) {
-	if req.CorrelationToken == "" || req.DeploymentID == "" {
-		return nil, temporal.NewNonRetryableApplicationError("deployment_id and correlation_token are required", ErrTypeInvalidRequest, nil)
+	if req.CorrelationToken == "" || req.DeploymentID == "" || req.ComfyWorkflowID == "" {
+		// Without the workflow id an ambiguous submit could not be looked
+		// up, and a retry might pay for a second run.
+		return nil, temporal.NewNonRetryableApplicationError(
+			"deployment_id, comfy_workflow_id and correlation_token are required", ErrTypeInvalidRequest, nil)
 	}
 	logger := activity.GetLogger(ctx)
 
@@ -90,9 +93,6 @@ func (a *Activities) Submit(ctx context.Context, req SubmitRequest) (*SubmitResu
 }
 
 func (a *Activities) findRunByToken(ctx context.Context, workflowID, token string) (string, error) {
-	if workflowID == "" {
-		return "", nil
-	}
 	run, found, err := a.Comfy.Workflows.FindRunByCorrelationToken(ctx, workflowID, token, &comfy.WorkflowRunsOptions{Limit: reconcileDepth})
 	if err != nil || !found {
 		return "", err

@@ -7,8 +7,10 @@ package preflight
 
 import (
 	"fmt"
+	"path"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/durable-comfy/durable-comfy/comfy"
 )
@@ -54,7 +56,7 @@ func CheckMachine(m *comfy.Machine) error {
 	case comfy.MachineError:
 		msg := fmt.Sprintf("machine %s (%s) is in status \"error\"; rebuild it in the ComfyDeploy dashboard before running", m.Name, m.ID)
 		if logs := strings.TrimSpace(m.ImportFailedLogs); logs != "" {
-			msg += "; custom-node import failures: " + firstLine(logs, 200)
+			msg += "; custom-node import failures: " + lastLine(logs, 200)
 		}
 		return &Rejection{Kind: KindMachineNotReady, Message: msg}
 	default:
@@ -85,7 +87,7 @@ func CheckCustomNodes(v *comfy.WorkflowVersion, m *comfy.Machine) error {
 	}
 	sort.Strings(urls)
 	for _, url := range urls {
-		if !m.HasCustomNode(url) {
+		if !m.HasCustomNode(url) && !m.HasCustomNodeID(registryID(url)) {
 			problems = append(problems, fmt.Sprintf("custom node %s is not installed on machine %s; add it to the machine and rebuild", url, m.Name))
 		}
 	}
@@ -102,12 +104,25 @@ func CheckCustomNodes(v *comfy.WorkflowVersion, m *comfy.Machine) error {
 	}
 }
 
-func firstLine(s string, max int) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
+// registryID guesses the ComfyUI registry id of a custom-node repository:
+// the lower-cased repository name. Machines often install packs through a
+// "custom-node-manager" step that names only that id, not the git URL.
+func registryID(url string) string {
+	return path.Base(comfy.NormalizeGitURL(url))
+}
+
+// lastLine returns the last non-empty line of s, cut to max bytes. Import
+// failures are Python tracebacks, whose first line ("Traceback (most recent
+// call last):") says nothing and whose last line names the failure.
+func lastLine(s string, max int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	s = strings.TrimSpace(lines[len(lines)-1])
 	if len(s) > max {
-		s = s[:max] + "…"
+		s = s[:max]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "…"
 	}
 	return s
 }
