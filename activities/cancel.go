@@ -41,7 +41,7 @@ type cancelOutcome struct {
 func (a *Activities) CancelRun(ctx context.Context, req CancelRequest) (*CancelResult, error) {
 	runID := req.RunID
 	if runID == "" && req.CorrelationToken != "" {
-		found, err := a.findRunByToken(ctx, req.ComfyWorkflowID, req.CorrelationToken)
+		found, err := a.findRunByToken(ctx, req.ComfyWorkflowID, req.CorrelationToken, time.Time{})
 		if err != nil {
 			return nil, classify("look up run to cancel", err)
 		}

@@ -14,6 +14,10 @@ import (
 type PreflightRequest struct {
 	DeploymentID string         `json:"deployment_id"`
 	Inputs       map[string]any `json:"inputs,omitempty"`
+	// SkipInputCheck leaves the inputs unchecked: a batch checks every item
+	// itself against the returned InputTypes, so its one check per
+	// deployment must not fail on inputs that only the items supply.
+	SkipInputCheck bool `json:"skip_input_check,omitempty"`
 }
 
 // PreflightResult is what later steps need to know about the deployment.
@@ -29,6 +33,9 @@ type PreflightResult struct {
 	// ends longer runs with "timeout" whatever our deadlines say.
 	RunTimeoutSeconds int  `json:"run_timeout_seconds,omitempty"`
 	CanCancel         bool `json:"can_cancel"`
+	// ConcurrencyLimit is how many runs the deployment executes at once
+	// (0: unknown); a batch over a pool balances load relative to it.
+	ConcurrencyLimit int `json:"concurrency_limit,omitempty"`
 	// InputTypes and OutputTypes are the deployment's declared schema, kept
 	// so a batch or pipeline can check each item's inputs and references
 	// without another API call.
@@ -59,8 +66,10 @@ func (a *Activities) Preflight(ctx context.Context, req PreflightRequest) (*Pref
 	if err != nil {
 		return nil, classify("get deployment "+req.DeploymentID, err)
 	}
-	if err := preflight.CheckInputs(dep.InputTypes, req.Inputs); err != nil {
-		return nil, classify("", err)
+	if !req.SkipInputCheck {
+		if err := preflight.CheckInputs(dep.InputTypes, req.Inputs); err != nil {
+			return nil, classify("", err)
+		}
 	}
 
 	machine, err := a.Comfy.Machines.Get(ctx, dep.MachineID)
@@ -100,6 +109,10 @@ func (a *Activities) Preflight(ctx context.Context, req PreflightRequest) (*Pref
 	if runTimeout == 0 {
 		runTimeout = machine.RunTimeout
 	}
+	concurrency := dep.ConcurrencyLimit
+	if concurrency == 0 {
+		concurrency = machine.ConcurrencyLimit
+	}
 	return &PreflightResult{
 		DeploymentID:      dep.ID,
 		ComfyWorkflowID:   dep.WorkflowID,
@@ -110,6 +123,7 @@ func (a *Activities) Preflight(ctx context.Context, req PreflightRequest) (*Pref
 		GPU:               gpu,
 		RunTimeoutSeconds: runTimeout,
 		CanCancel:         machine.Type.CanCancel(),
+		ConcurrencyLimit:  concurrency,
 		InputTypes:        dep.InputTypes,
 		OutputTypes:       dep.OutputTypes,
 	}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -23,6 +24,9 @@ type SubmitRequest struct {
 	// attempt and stable across activity retries, so a retry can find the run
 	// an earlier try created.
 	CorrelationToken string `json:"correlation_token"`
+	// SubmittedAt is when the submission attempt began; the token lookup
+	// searches the workflow's runs back to shortly before it.
+	SubmittedAt time.Time `json:"submitted_at,omitzero"`
 }
 
 // SubmitResult names the run that now exists for the request.
@@ -33,10 +37,15 @@ type SubmitResult struct {
 	Reconciled bool `json:"reconciled,omitempty"`
 }
 
-// reconcileDepth is how many of the workflow's newest runs are searched for
-// a correlation token; the reference suggests 20, a few more covers busy
-// workflows shared by several batches.
-const reconcileDepth = 50
+// The token lookup pages through the workflow's runs, newest first, back
+// to lookbackSlack before the submission began (clock skew between worker
+// and ComfyDeploy, and a slow dispatch). A fixed depth is not enough: a
+// busy batch creates hundreds of runs of the same workflow per minute.
+const (
+	lookupPageSize = 100
+	lookupMaxPages = 50
+	lookbackSlack  = 10 * time.Minute
+)
 
 // Submit creates the run at most once per correlation token. ComfyDeploy has
 // no idempotency key, and it commits the run row before dispatching it, so a
@@ -53,7 +62,7 @@ func (a *Activities) Submit(ctx context.Context, req SubmitRequest) (*SubmitResu
 	logger := activity.GetLogger(ctx)
 
 	if activity.GetInfo(ctx).Attempt > 1 {
-		runID, err := a.findRunByToken(ctx, req.ComfyWorkflowID, req.CorrelationToken)
+		runID, err := a.findRunByToken(ctx, req.ComfyWorkflowID, req.CorrelationToken, req.SubmittedAt)
 		if err != nil {
 			return nil, classify("look up earlier submission", err)
 		}
@@ -82,7 +91,7 @@ func (a *Activities) Submit(ctx context.Context, req SubmitRequest) (*SubmitResu
 	// The outcome is unknown. Look once now: the row is usually already
 	// there. If it is not, fail retryably; the next attempt looks again after
 	// the retry interval before it submits.
-	runID, lookErr := a.findRunByToken(ctx, req.ComfyWorkflowID, req.CorrelationToken)
+	runID, lookErr := a.findRunByToken(ctx, req.ComfyWorkflowID, req.CorrelationToken, req.SubmittedAt)
 	if lookErr == nil && runID != "" {
 		logger.Warn("Submit reported an error but the run exists; using it", "RunId", runID, "Error", err)
 		return &SubmitResult{RunID: runID, Reconciled: true}, nil
@@ -92,10 +101,29 @@ func (a *Activities) Submit(ctx context.Context, req SubmitRequest) (*SubmitResu
 		ErrTypeSubmitUnconfirmed)
 }
 
-func (a *Activities) findRunByToken(ctx context.Context, workflowID, token string) (string, error) {
-	run, found, err := a.Comfy.Workflows.FindRunByCorrelationToken(ctx, workflowID, token, &comfy.WorkflowRunsOptions{Limit: reconcileDepth})
-	if err != nil || !found {
-		return "", err
+// findRunByToken returns the id of the run that carries token, or "".
+// With a zero since it searches lookupMaxPages pages.
+func (a *Activities) findRunByToken(ctx context.Context, workflowID, token string, since time.Time) (string, error) {
+	withOutputs, withInputs := false, true
+	for page := range lookupMaxPages {
+		runs, err := a.Comfy.Workflows.ListRuns(ctx, workflowID, &comfy.WorkflowRunsOptions{
+			Limit: lookupPageSize, Offset: page * lookupPageSize, WithOutputs: &withOutputs, WithInputs: &withInputs,
+		})
+		if err != nil {
+			return "", err
+		}
+		for i := range runs {
+			if comfy.CorrelationToken(&runs[i]) == token {
+				return runs[i].ID, nil
+			}
+		}
+		if len(runs) < lookupPageSize {
+			return "", nil
+		}
+		oldest := runs[len(runs)-1].CreatedAt.Time
+		if !since.IsZero() && !oldest.IsZero() && oldest.Before(since.Add(-lookbackSlack)) {
+			return "", nil
+		}
 	}
-	return run.ID, nil
+	return "", nil
 }

@@ -119,7 +119,7 @@ func (e *env) startWorker() {
 	w := worker.New(e.client, e.taskQueue, worker.Options{})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{
-		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: e.client,
+		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: e.client, Temporal: e.client,
 		PollInterval: 100 * time.Millisecond, CancelWait: 30 * time.Second,
 	})
 	if err := w.Start(); err != nil {
@@ -154,5 +154,13 @@ type quietLogger struct{}
 
 func (quietLogger) Debug(string, ...any) {}
 func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}
+func (quietLogger) Warn(msg string, kv ...any) {
+	if os.Getenv("DC_E2E_LOG") != "" {
+		fmt.Println("WARN", msg, kv)
+	}
+}
+func (quietLogger) Error(msg string, kv ...any) {
+	if os.Getenv("DC_E2E_LOG") != "" {
+		fmt.Println("ERROR", msg, kv)
+	}
+}

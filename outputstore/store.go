@@ -36,6 +36,13 @@ type Store interface {
 	Location(key string) string
 }
 
+// Reader is implemented by stores that can read an object back. Most
+// activities only write; assembling a batch's results manifest from its
+// parts needs to read.
+type Reader interface {
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
 // Dir stores objects as files below Root.
 type Dir struct {
 	Root string
@@ -86,6 +93,15 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (Object, error) 
 		return Object{}, fmt.Errorf("store %s: %w", key, err)
 	}
 	return Object{Key: key, Location: dst, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// Open implements Reader. A missing object is an error satisfying
+// errors.Is(err, fs.ErrNotExist).
+func (d *Dir) Open(_ context.Context, key string) (io.ReadCloser, error) {
+	if err := ValidKey(key); err != nil {
+		return nil, err
+	}
+	return os.Open(d.Location(key))
 }
 
 // ValidKey rejects keys that could escape the store or that are not portable

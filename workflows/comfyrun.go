@@ -37,6 +37,14 @@ var a *activities.Activities
 // workflow cancels the remote run.
 func ComfyRun(ctx workflow.Context, in ComfyRunInput) (*ComfyRunResult, error) {
 	r := &comfyRun{in: in}
+	res, err := r.execute(ctx)
+	if in.ReportTo != nil {
+		r.report(ctx, err)
+	}
+	return res, err
+}
+
+func (r *comfyRun) execute(ctx workflow.Context) (*ComfyRunResult, error) {
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -54,6 +62,9 @@ type comfyRun struct {
 	pending *activities.Attempt
 	// shownStatus is the ComfyStatus search attribute last upserted.
 	shownStatus string
+	// slotAsked is true from asking the deployment gate for a slot until
+	// the slot is released.
+	slotAsked bool
 }
 
 func (r *comfyRun) setup(ctx workflow.Context) error {
@@ -103,7 +114,12 @@ func (r *comfyRun) run(ctx workflow.Context) (*ComfyRunResult, error) {
 	r.result.MachineID, r.result.MachineName = pre.MachineID, pre.MachineName
 
 	for n := 1; ; n++ {
-		att, err := r.attempt(ctx, n)
+		err := r.acquireSlot(ctx)
+		var att *activities.Attempt
+		if err == nil {
+			att, err = r.attempt(ctx, n)
+			r.releaseSlot(ctx)
+		}
 		if err != nil {
 			if temporal.IsCanceledError(err) || errors.Is(ctx.Err(), workflow.ErrCanceled) {
 				return r.cancelled(ctx)
@@ -176,7 +192,7 @@ func (r *comfyRun) attempt(ctx workflow.Context, n int) (*activities.Attempt, er
 	var sub activities.SubmitResult
 	err := workflow.ExecuteActivity(submitCtx, a.Submit, activities.SubmitRequest{
 		DeploymentID: r.in.DeploymentID, Inputs: r.in.Inputs, GPU: r.in.GPU,
-		ComfyWorkflowID: r.pre.ComfyWorkflowID, CorrelationToken: att.CorrelationToken,
+		ComfyWorkflowID: r.pre.ComfyWorkflowID, CorrelationToken: att.CorrelationToken, SubmittedAt: att.SubmittedAt,
 	}).Get(submitCtx, &sub)
 	if err != nil {
 		att.Error = err.Error()
@@ -256,6 +272,7 @@ func (r *comfyRun) collect(ctx workflow.Context) error {
 // cancelled) and ends the workflow as cancelled, with the report as details.
 func (r *comfyRun) cancelled(ctx workflow.Context) (*ComfyRunResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	defer r.releaseSlot(dctx)
 	r.setPhase(dctx, PhaseCancelling)
 	req := activities.CancelRequest{RunID: r.status.RunID}
 	if req.RunID == "" && r.pending != nil && r.pre != nil {

@@ -36,6 +36,32 @@ type ComfyRunInput struct {
 	// already made; ComfyRun then does not check the deployment again (the
 	// parent validated the inputs against Preflight.InputTypes).
 	Preflight *activities.PreflightResult `json:"preflight,omitempty"`
+	// ReportTo makes the run signal its outcome to a parent workflow as its
+	// last step (see ItemDoneSignal). A batch sets it: the parent may have
+	// continued as new since it started the run, so the child future no
+	// longer reaches it, but a signal by workflow id does.
+	ReportTo *ReportTo `json:"report_to,omitempty"`
+	// SharedLimit caps the runs of this deployment in flight across every
+	// workflow on the task queue that sets it (see DeploymentGate).
+	SharedLimit *SharedLimit `json:"shared_limit,omitempty"`
+}
+
+// SharedLimit asks for a slot of the deployment's gate before each
+// submission and returns it when the run ends.
+type SharedLimit struct {
+	// Max is the cap on runs in flight; the latest request sets it.
+	Max int `json:"max"`
+	// Group is the fairness unit: slots rotate between groups, so a large
+	// batch cannot starve a small one. Default: the workflow id.
+	Group string `json:"group,omitempty"`
+}
+
+// ReportTo names the workflow a run reports its outcome to.
+type ReportTo struct {
+	WorkflowID string `json:"workflow_id"`
+	// Key is echoed in the report so the parent can tell which of its items
+	// (and which dispatch of it) ended.
+	Key string `json:"key"`
 }
 
 // RetryPolicy says when a finished but unsuccessful run is resubmitted.
@@ -84,6 +110,7 @@ type ComfyRunResult struct {
 // Phases of a ComfyRun, reported by the status query.
 const (
 	PhasePreflight  = "preflight"
+	PhaseGated      = "waiting-for-slot"
 	PhaseSubmitting = "submitting"
 	PhaseWaiting    = "waiting"
 	PhaseCollecting = "collecting"

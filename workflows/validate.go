@@ -21,6 +21,9 @@ const (
 
 const maxAttemptsLimit = 10
 
+// maxSharedLimit matches Temporal's cap on a workflow's pending signals.
+const maxSharedLimit = 2000
+
 var (
 	uuidPattern   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	folderPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,119}$`)
@@ -55,8 +58,14 @@ func (in *ComfyRunInput) Problems() []string {
 			problems = append(problems, fmt.Sprintf("retry.retry_on value %q must be %q or %q", on, RetryOnFailed, RetryOnTimeout))
 		}
 	}
+	if in.SharedLimit != nil && (in.SharedLimit.Max < 1 || in.SharedLimit.Max > maxSharedLimit) {
+		problems = append(problems, fmt.Sprintf("shared_limit.max must be between 1 and %d", maxSharedLimit))
+	}
 	if in.Outputs.Folder != "" && !folderPattern.MatchString(in.Outputs.Folder) {
 		problems = append(problems, fmt.Sprintf("outputs.folder %q must be one path segment of letters, digits, '.', '-' and '_'", in.Outputs.Folder))
+	}
+	if in.ReportTo != nil && in.ReportTo.WorkflowID == "" {
+		problems = append(problems, "report_to.workflow_id is required when report_to is set")
 	}
 	for name, v := range in.Inputs {
 		switch v.(type) {

@@ -167,6 +167,10 @@ func describe(ctx context.Context, c *conn, workflowID string) (*workflowservice
 	if err != nil {
 		return nil, c.temporalError("describe workflow", workflowID, err)
 	}
+	// A batch or pipeline id gets pointed at its own commands.
+	if t := desc.GetWorkflowExecutionInfo().GetType().GetName(); t != "" && t != workflows.ComfyRunWorkflow {
+		return nil, usageErrorf("workflow %s is a %s, not a %s: %s", workflowID, t, workflows.ComfyRunWorkflow, commandFor(t, workflowID))
+	}
 	return desc, nil
 }
 
@@ -288,6 +292,7 @@ var hints = map[string]string{
 	workflows.ErrTypeRunTimedOut:          "raise -queue-timeout or -execution-timeout, or pass -max-attempts N -retry-on timeout",
 	workflows.ErrTypeRunCancelled:         "the run was cancelled outside this workflow (for example in the ComfyDeploy dashboard); start it again if that was a mistake",
 	workflows.ErrTypeInvalidWorkflowInput: "fix the input listed above and start again",
+	workflows.ErrTypeStepFailed:           "fix the cause in the failed step's error above, then start the pipeline again",
 	preflight.KindInvalidInput:            "fix the inputs listed above (names and types must match the deployment's external inputs) and start again",
 	preflight.KindDeploymentNotFound:      "check -deployment, and that the worker's COMFY_API_KEY belongs to the deployment's organisation",
 	preflight.KindMachineNotReady:         "wait for the machine to finish building, or check it in the ComfyDeploy dashboard",

@@ -1,11 +1,16 @@
-// Command starter starts and inspects ComfyRun workflows: it is the
-// command-line face of durable-comfy.
+// Command starter starts and inspects ComfyRun, ComfyBatch and
+// ComfyPipeline workflows: it is the command-line face of durable-comfy.
 //
-//	starter run     start a run (optionally -wait for it with a progress bar)
-//	starter status  print a run's phase, progress, attempts and outputs
-//	starter watch   follow a run until it ends, then print its result
-//	starter cancel  cancel a run (and its ComfyDeploy run, where possible)
-//	starter list    find runs by deployment, ComfyDeploy status or run id
+//	starter run       start a run (optionally -wait for it with a progress bar)
+//	starter status    print a run's phase, progress, attempts and outputs
+//	starter watch     follow a run until it ends, then print its result
+//	starter cancel    cancel a run (and its ComfyDeploy run, where possible)
+//	starter list      find runs by deployment, ComfyDeploy status or run id
+//	starter batch     start a batch from a file; status, watch, pause, resume,
+//	                  cancel, set-concurrency, retry-failed
+//	starter pipeline  start a pipeline from a spec; status, watch
+//	starter schedule  create, list and delete cron schedules of batches and
+//	                  pipelines
 //
 // The Temporal connection follows Temporal's own conventions
 // (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS settings and
@@ -15,8 +20,11 @@
 // Exit codes, stable for scripts:
 //
 //	0  success (the run succeeded, or the request was made)
-//	1  the workflow failed: the run failed or timed out, or preflight rejected it
-//	2  usage error or bad local input (flags, -f file, workflow id in use)
+//	1  the workflow failed: the run failed or timed out, or preflight rejected it;
+//	   a batch with failed items or that stopped early; a failed pipeline step
+//	2  usage error or bad local input (flags, -f file, workflow id in use),
+//	   or a request that does not apply (pausing an ended batch, retrying a
+//	   running one)
 //	3  the workflow was cancelled
 //	4  Temporal is unreachable, misconfigured, or the workflow was not found
 //	130 interrupted (Ctrl-C) while waiting; the workflow keeps running
@@ -116,6 +124,9 @@ func commands() []command {
 		{"watch", "follow a run with a progress bar until it ends, then print its result", cmdWatch},
 		{"cancel", "cancel a run and, where the machine allows, its ComfyDeploy run", cmdCancel},
 		{"list", "list runs, filtered by deployment, ComfyDeploy status, run id or state", cmdList},
+		{"batch", "start a ComfyBatch from a file; status, watch, pause, resume, cancel, set-concurrency, retry-failed", cmdBatch},
+		{"pipeline", "start a ComfyPipeline from a YAML or JSON spec; status, watch", cmdPipeline},
+		{"schedule", "run batches or pipelines on a cron schedule: create, list, delete", cmdSchedule},
 	}
 }
 
@@ -153,19 +164,21 @@ func (e *env) main(ctx context.Context, args []string) int {
 		fmt.Fprintf(e.stderr, "starter %s: %v\n", name, err)
 		return code
 	}
-	fmt.Fprintf(e.stderr, "starter: unknown command %q; the commands are run, status, watch, cancel and list (see `starter -h`)\n", name)
+	fmt.Fprintf(e.stderr, "starter: unknown command %q; the commands are run, status, watch, cancel, list, batch, pipeline and schedule (see `starter -h`)\n", name)
 	return exitUsage
 }
 
 func (e *env) usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: starter <command> [flags] [args]
 
-Starts and inspects ComfyRun workflows (durable ComfyDeploy runs on Temporal).
+Starts and inspects ComfyRun workflows (durable ComfyDeploy runs on Temporal),
+ComfyBatch workflows (many runs from a file) and ComfyPipeline workflows
+(steps that feed each other), and schedules batches and pipelines.
 
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, `
 Run "starter <command> -h" for the flags of a command.
@@ -178,6 +191,17 @@ Examples:
   starter watch comfyrun-20260101-120000-a1b2c3
   starter cancel -wait comfyrun-20260101-120000-a1b2c3
   starter list -comfy-status failed -deployment de000000-0000-4000-8000-000000000001
+
+  starter batch -f examples/batch-catalog.json -wait
+  starter batch status comfybatch-20260101-120000-a1b2c3
+  starter batch pause comfybatch-20260101-120000-a1b2c3
+  starter batch set-concurrency comfybatch-20260101-120000-a1b2c3 20
+  starter batch retry-failed -wait comfybatch-20260101-120000-a1b2c3
+  starter pipeline -f examples/pipeline-hero.yaml -wait
+  starter pipeline status comfypipeline-20260101-120000-a1b2c3
+  starter schedule create -kind batch -f examples/batch-catalog.json -cron "0 3 * * *" -id nightly-catalog
+  starter schedule list
+  starter schedule delete nightly-catalog
 
 The same start with the temporal CLI:
   temporal workflow start --type %s --task-queue %s \
@@ -196,8 +220,10 @@ Environment:
 
 const exitCodesHelp = `Exit codes:
   0    success (the run succeeded, or the request was made)
-  1    the workflow failed: the run failed or timed out, or preflight rejected it
-  2    usage error or bad local input (flags, -f file, workflow id already in use)
+  1    the workflow failed: the run failed or timed out, or preflight rejected it;
+       a batch had failed items or stopped early; a pipeline step failed
+  2    usage error or bad local input (flags, -f file, workflow id already in use),
+       or a request that does not apply now (pausing an ended batch, retrying a running one)
   3    the workflow was cancelled
   4    Temporal unreachable or misconfigured, or the workflow was not found
   130  interrupted (Ctrl-C) while waiting; the workflow keeps running

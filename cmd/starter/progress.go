@@ -178,14 +178,35 @@ func newProgressPrinter(w io.Writer, tty bool, columns string) *progressPrinter 
 
 func (p *progressPrinter) update(s snapshot) {
 	if p.tty {
-		// \x1b[K clears what a longer previous line left behind.
-		fmt.Fprint(p.w, "\r"+renderBar(s, p.width)+"\x1b[K")
-		p.drawn = true
+		p.redraw(renderBar(s, p.width))
 		return
 	}
 	if k := changeKey(s); k != p.last {
 		p.last = k
 		fmt.Fprintln(p.w, renderLine(s))
+	}
+}
+
+// redraw replaces the terminal line with line, which must fit the width.
+func (p *progressPrinter) redraw(line string) {
+	// \x1b[K clears what a longer previous line left behind.
+	fmt.Fprint(p.w, "\r"+line+"\x1b[K")
+	p.drawn = true
+}
+
+// show is update for views other than a ComfyRun's: on a terminal it
+// redraws bar (cut to the width); otherwise it prints each log line, which
+// the caller has already reduced to the ones worth logging.
+func (p *progressPrinter) show(bar string, lines ...string) {
+	if p.tty {
+		if p.width > 1 {
+			bar = truncate(bar, p.width-1)
+		}
+		p.redraw(bar)
+		return
+	}
+	for _, l := range lines {
+		fmt.Fprintln(p.w, l)
 	}
 }
 
@@ -231,6 +252,25 @@ func noWorkerNote(desc *workflowservice.DescribeWorkflowExecutionResponse, now t
 func follow(ctx context.Context, c *conn, e *env, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
 	p := newProgressPrinter(e.stderr, e.stderrTTY, e.getenv("COLUMNS"))
 	defer p.done()
+	return poll(ctx, c, e, "", workflowID, runID, true, func(desc *workflowservice.DescribeWorkflowExecutionResponse, runID string) {
+		info := desc.GetWorkflowExecutionInfo()
+		st, _ := queryStatus(ctx, c, workflowID, runID)
+		s := snapshotOf(st, awaitState(desc), e.now().Sub(info.GetStartTime().AsTime()))
+		if st == nil {
+			s.Note = noWorkerNote(desc, e.now())
+		}
+		p.update(s)
+	})
+}
+
+// poll describes a workflow every second and calls tick while it runs,
+// until it closes; it returns the closed workflow's description. With pin
+// it sticks to the first run it sees (or runID); without, it follows the
+// id's latest run, which is how a workflow that continues as new (a
+// batch) is followed to its end. sub is the command group ("", "batch ",
+// "pipeline ") whose watch and cancel an interruption names.
+func poll(ctx context.Context, c *conn, e *env, sub, workflowID, runID string, pin bool,
+	tick func(desc *workflowservice.DescribeWorkflowExecutionResponse, runID string)) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
 	var lastErr error
 	var failingSince time.Time
 	for {
@@ -239,7 +279,7 @@ func follow(ctx context.Context, c *conn, e *env, workflowID, runID string) (*wo
 		case err == nil:
 			failingSince = time.Time{}
 		case ctx.Err() != nil:
-			return nil, interrupted(workflowID)
+			return nil, interruptedIn(sub, workflowID)
 		case isNotFound(err):
 			return nil, c.temporalError("describe workflow", workflowID, err)
 		default:
@@ -255,22 +295,18 @@ func follow(ctx context.Context, c *conn, e *env, workflowID, runID string) (*wo
 		}
 		if desc != nil {
 			info := desc.GetWorkflowExecutionInfo()
-			if runID == "" {
-				runID = info.GetExecution().GetRunId()
+			current := info.GetExecution().GetRunId()
+			if pin && runID == "" {
+				runID = current
 			}
 			if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 				return desc, nil
 			}
-			st, _ := queryStatus(ctx, c, workflowID, runID)
-			s := snapshotOf(st, awaitState(desc), e.now().Sub(info.GetStartTime().AsTime()))
-			if st == nil {
-				s.Note = noWorkerNote(desc, e.now())
-			}
-			p.update(s)
+			tick(desc, current)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, interrupted(workflowID)
+			return nil, interruptedIn(sub, workflowID)
 		case <-time.After(pollEvery):
 		}
 	}
@@ -292,6 +328,9 @@ func queryStatus(ctx context.Context, c *conn, workflowID, runID string) (*workf
 	return &st, nil
 }
 
-func interrupted(workflowID string) error {
-	return withCode(exitInterrupted, fmt.Errorf("stopped watching; workflow %s keeps running: follow it again with `starter watch %s`, or cancel it with `starter cancel %s`", workflowID, workflowID, workflowID))
+func interrupted(workflowID string) error { return interruptedIn("", workflowID) }
+
+// interruptedIn is interrupted for the commands of group sub ("batch ").
+func interruptedIn(sub, workflowID string) error {
+	return withCode(exitInterrupted, fmt.Errorf("stopped watching; workflow %s keeps running: follow it again with `starter %swatch %s`, or cancel it with `starter %scancel %s`", workflowID, sub, workflowID, sub, workflowID))
 }

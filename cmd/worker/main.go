@@ -155,6 +155,7 @@ func run() error {
 		Store:            store,
 		Downloader:       &http.Client{Timeout: 10 * time.Minute},
 		Signaler:         tc,
+		Temporal:         tc,
 		PollInterval:     cfg.PollInterval,
 		QueueTimeout:     cfg.QueueTimeout,
 		ExecutionTimeout: cfg.ExecutionTimeout,

@@ -1,0 +1,121 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/durable-comfy/durable-comfy/activities"
+)
+
+// reportEnv runs a ComfyRun that reports to "batch-1" and captures the
+// report it signals.
+func reportEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *[]ItemReport) {
+	t.Helper()
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	Register(env)
+	recordComfyStatus(env)
+	var reports []ItemReport
+	env.OnSignalExternalWorkflow(mock.Anything, "batch-1", "", ItemDoneSignal, mock.Anything).
+		Return(func(_, _, _, _ string, arg any) error {
+			reports = append(reports, arg.(ItemReport))
+			return nil
+		}).Maybe()
+	return env, &reports
+}
+
+func reportingInput() ComfyRunInput {
+	in := input()
+	in.Preflight = &activities.PreflightResult{DeploymentID: testDeployment, ComfyWorkflowID: "wf-1", MachineName: "gpu-pool-a", CanCancel: true}
+	in.ReportTo = &ReportTo{WorkflowID: "batch-1", Key: "3.1"}
+	return in
+}
+
+func TestComfyRunReportsSuccessToItsParent(t *testing.T) {
+	env, reports := reportEnv(t)
+	env.OnActivity(a.Submit, mock.Anything, mock.Anything).Return(&activities.SubmitResult{RunID: "run-1"}, nil).Once()
+	env.OnActivity(a.AwaitRun, mock.Anything, mock.Anything).
+		Return(&activities.AwaitResult{RunID: "run-1", Status: "success", RunSeconds: 12.5, GPU: "A10G"}, nil).Once()
+	env.OnActivity(a.CollectOutputs, mock.Anything, mock.Anything).Return(&activities.CollectResult{ManifestPath: "/out/m.json",
+		Outputs: []activities.StoredOutput{{Path: "/out/image.png", SHA256: "abc", Size: 10}}}, nil).Once()
+
+	env.ExecuteWorkflow(ComfyRun, reportingInput())
+
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, *reports, 1, "exactly one report, at the end")
+	rep := (*reports)[0]
+	require.Equal(t, "3.1", rep.Key)
+	require.Equal(t, activities.ItemSucceeded, rep.Status)
+	require.Equal(t, testDeployment, rep.DeploymentID)
+	require.Equal(t, []string{"run-1"}, rep.RunIDs)
+	require.InDelta(t, 12.5, rep.GPUSeconds, 1e-9)
+	require.Equal(t, "A10G", rep.GPU)
+	require.Equal(t, []activities.OutputRef{{Path: "/out/image.png", SHA256: "abc"}}, rep.Outputs, "references only, never bytes")
+	require.Equal(t, "/out/m.json", rep.ManifestPath)
+	require.Equal(t, "a cat", rep.Inputs["prompt"])
+	require.Empty(t, rep.Error)
+}
+
+func TestComfyRunReportsAQueueDeadlineFailure(t *testing.T) {
+	env, reports := reportEnv(t)
+	env.OnActivity(a.Submit, mock.Anything, mock.Anything).Return(&activities.SubmitResult{RunID: "run-1"}, nil).Once()
+	env.OnActivity(a.AwaitRun, mock.Anything, mock.Anything).
+		Return(&activities.AwaitResult{RunID: "run-1", Status: "cancelled", DeadlineExceeded: activities.DeadlineQueue}, nil).Once()
+
+	env.ExecuteWorkflow(ComfyRun, reportingInput())
+
+	require.Error(t, env.GetWorkflowError())
+	require.Len(t, *reports, 1)
+	rep := (*reports)[0]
+	require.Equal(t, activities.ItemFailed, rep.Status)
+	require.Equal(t, ErrTypeRunTimedOut, rep.ErrorType)
+	require.Equal(t, activities.DeadlineQueue, rep.DeadlineExceeded)
+	require.Contains(t, rep.Error, "run-1")
+}
+
+func TestComfyRunReportsCancellation(t *testing.T) {
+	env, reports := reportEnv(t)
+	env.OnActivity(a.Submit, mock.Anything, mock.Anything).Return(&activities.SubmitResult{RunID: "run-1"}, nil).Once()
+	env.OnActivity(a.AwaitRun, mock.Anything, mock.Anything).After(time.Hour).
+		Return(&activities.AwaitResult{RunID: "run-1", Status: "success"}, nil).Maybe()
+	env.OnActivity(a.CancelRun, mock.Anything, mock.Anything).
+		Return(&activities.CancelResult{RunID: "run-1", Supported: true, FinalStatus: "cancelled"}, nil).Once()
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+
+	env.ExecuteWorkflow(ComfyRun, reportingInput())
+
+	require.Error(t, env.GetWorkflowError())
+	require.Len(t, *reports, 1, "a cancelled run still reports, on a disconnected context")
+	require.Equal(t, activities.ItemCancelled, (*reports)[0].Status)
+	require.Equal(t, []string{"run-1"}, (*reports)[0].RunIDs)
+}
+
+func TestComfyRunReportsInvalidInput(t *testing.T) {
+	env, reports := reportEnv(t)
+	in := reportingInput()
+	in.GPU = "RTX9090"
+
+	env.ExecuteWorkflow(ComfyRun, in)
+
+	require.Error(t, env.GetWorkflowError())
+	require.Len(t, *reports, 1, "a run that fails before its first step reports too")
+	require.Equal(t, ErrTypeInvalidWorkflowInput, (*reports)[0].ErrorType)
+}
+
+func TestComfyRunWithoutReportToSendsNoSignal(t *testing.T) {
+	env, reports := reportEnv(t)
+	env.OnActivity(a.Submit, mock.Anything, mock.Anything).Return(&activities.SubmitResult{RunID: "run-1"}, nil).Once()
+	env.OnActivity(a.AwaitRun, mock.Anything, mock.Anything).Return(&activities.AwaitResult{RunID: "run-1", Status: "success"}, nil).Once()
+	in := reportingInput()
+	in.ReportTo, in.Outputs.Skip = nil, true
+
+	env.ExecuteWorkflow(ComfyRun, in)
+
+	require.NoError(t, env.GetWorkflowError())
+	require.Empty(t, *reports)
+}
