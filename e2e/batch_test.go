@@ -89,6 +89,7 @@ func TestBatchUnderFaultsAccountsForEveryItemWithoutDuplicates(t *testing.T) {
 	}
 	assert.Equal(t, c.RunsCreated, runs, "every created run is recorded against its item")
 	assert.Equal(t, c.RunsCreated, len(c.RunsByToken))
+	recordHistory(t, e, "e2e-batch", "comfybatch-faults-last-run")
 }
 
 func readResults(t *testing.T, path string) []activities.BatchItemResult {

@@ -79,4 +79,6 @@ func TestSharedDeploymentLimitCapsTwoBatchesTogether(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, firstSix[0], 2, "batch a got slots early")
 	assert.GreaterOrEqual(t, firstSix[1], 2, "batch b got slots early")
+	recordHistory(t, e, "comfy-gate/"+txt2img, "gate")
+	recordHistory(t, e, "e2e-gate-a/0", "comfyrun-shared-limit-item")
 }

@@ -43,6 +43,7 @@ func TestExamplePipelineRunsEndToEnd(t *testing.T) {
 	}
 	assert.Equal(t, "image/gif", res.Steps[2].Runs[0].Outputs[0].ContentType, "img2video renders an animation")
 	assert.Equal(t, 3, e.sim.Counters().RunsCreated, "one paid run per step")
+	recordHistory(t, e, "e2e-pipeline", "comfypipeline-hero")
 
 	// Each step consumed the previous step's output: a run's image input is
 	// a URL of the previous run's file.

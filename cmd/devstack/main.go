@@ -136,22 +136,44 @@ func run(ctx context.Context, o options) (int, error) {
 }
 
 func runDemo(ctx context.Context, o options, temporalAddr, ui string) (int, error) {
-	fmt.Println("Demo: a txt2img run on the simulator, driven to completion by the ComfyRun workflow.")
-	cmd := exec.CommandContext(ctx, o.starter, "run",
-		"-deployment", "de000000-0000-4000-8000-000000000001",
-		"-input", "prompt="+o.demoPrompt, "-input", "steps=24", "-input", "seed=42",
-		"-max-attempts", "3", "-label", "source=make-demo", "-wait")
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+temporalAddr, "TEMPORAL_UI_URL="+ui)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		return exitErr.ExitCode(), fmt.Errorf("demo run did not succeed (exit %d)", exitErr.ExitCode())
+	stamp := time.Now().UTC().Format("20060102-150405")
+	ids := struct{ run, batch, pipeline string }{"demo-run-" + stamp, "demo-batch-" + stamp, "demo-pipeline-" + stamp}
+	steps := []struct {
+		title string
+		args  []string
+	}{
+		{"1/3 · a txt2img run, driven to completion by the ComfyRun workflow", []string{"run", "-id", ids.run,
+			"-deployment", "de000000-0000-4000-8000-000000000001",
+			"-input", "prompt=" + o.demoPrompt, "-input", "steps=24", "-input", "seed=42",
+			"-max-attempts", "3", "-label", "source=make-demo", "-wait"}},
+		{"2/3 · a 20-item product-catalog batch (examples/batch-catalog.json) over a pool of two deployments", []string{"batch", "-id", ids.batch,
+			"-f", "examples/batch-catalog.json", "-wait"}},
+		{"3/3 · a txt2img → upscale → img2video pipeline (examples/pipeline-hero.yaml)", []string{"pipeline", "-id", ids.pipeline,
+			"-f", "examples/pipeline-hero.yaml", "-wait"}},
 	}
-	if err != nil {
-		return 1, fmt.Errorf("demo: %w", err)
+	for _, step := range steps {
+		fmt.Printf("\n\033[1mDemo %s\033[0m\n", step.title)
+		cmd := exec.CommandContext(ctx, o.starter, step.args...)
+		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+temporalAddr, "TEMPORAL_UI_URL="+ui)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		err := cmd.Run()
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			return exitErr.ExitCode(), fmt.Errorf("demo step %q did not succeed (exit %d)", step.args[0], exitErr.ExitCode())
+		}
+		if err != nil {
+			return 1, fmt.Errorf("demo: %w", err)
+		}
 	}
-	fmt.Printf("\nDemo finished. Outputs and manifest.json are under %s/; inspect the run at %s\n\n", o.outDir, ui)
+	link := func(id string) string { return ui + "/namespaces/default/workflows/" + id }
+	fmt.Printf(`
+Demo finished. Everything landed under %s/:
+  single run  %s/%s/  (outputs + manifest.json)     %s
+  batch       %s/%s/results.jsonl  (one line per item) %s
+  pipeline    one folder per step under %s/            %s
+Search them in the UI, e.g. ComfyStatus = "success", or list them: bin/starter list
+
+`, o.outDir, o.outDir, ids.run, link(ids.run), o.outDir, ids.batch, link(ids.batch), o.outDir, link(ids.pipeline))
 	return 0, nil
 }
 
