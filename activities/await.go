@@ -44,6 +44,10 @@ type AwaitRequest struct {
 	// CanCancel says whether the machine type supports cancel, so a passed
 	// deadline cancels the remote run instead of abandoning it.
 	CanCancel bool `json:"can_cancel"`
+	// QuietProgress turns the ProgressSignal off: each signal costs the
+	// workflow a task, and a batch's items are watched through the batch.
+	// Progress stays visible in the heartbeat details either way.
+	QuietProgress bool `json:"quiet_progress,omitempty"`
 }
 
 // Deadline names which of our deadlines ended a wait.
@@ -120,7 +124,9 @@ func (a *Activities) AwaitRun(ctx context.Context, req AwaitRequest) (*AwaitResu
 		now := time.Now()
 		if run != nil {
 			state.observe(run, now)
-			a.report(ctx, &state)
+			if !req.QuietProgress {
+				a.report(ctx, &state)
+			}
 			if run.Status.IsTerminal() {
 				activity.RecordHeartbeat(ctx, state)
 				res := resultOf(run, "")

@@ -295,3 +295,15 @@ func TestAwaitRunDeadlineWhilePollsFailKeepsRunID(t *testing.T) {
 	assert.Equal(t, activities.DeadlineQueue, res.DeadlineExceeded)
 	assert.Contains(t, res.Message, "cannot cancel")
 }
+
+func TestAwaitRunWithQuietProgressSendsNoSignals(t *testing.T) {
+	h := newHarness(t)
+	sig := &recordingSignaler{}
+	h.acts.Signaler = sig
+	id := h.queue(comfytest.DeploymentTxt2Img, "", txt2imgInputs)
+
+	res := await(t, h.env(), h.acts, activities.AwaitRequest{RunID: id, SubmittedAt: time.Now(), CanCancel: true, QuietProgress: true})
+
+	require.Equal(t, string(comfy.StatusSuccess), res.Status)
+	assert.Empty(t, sig.snapshot(), "a batch item's progress goes to its batch, not to per-item signals")
+}

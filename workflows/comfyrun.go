@@ -220,6 +220,9 @@ func (r *comfyRun) attempt(ctx workflow.Context, n int) (*activities.Attempt, er
 		RunID: sub.RunID, SubmittedAt: att.SubmittedAt,
 		PollInterval: r.in.PollInterval.D(), QueueTimeout: r.in.QueueTimeout.D(), ExecutionTimeout: r.in.ExecutionTimeout.D(),
 		CanCancel: r.pre.CanCancel,
+		// A batch item reports to its batch; per-item progress signals would
+		// cost thousands of workflow tasks for a view nobody watches.
+		QuietProgress: r.in.ReportTo != nil,
 	}).Get(awaitCtx, &res)
 	if err != nil {
 		att.Error = err.Error()

@@ -119,3 +119,18 @@ func TestComfyRunWithoutReportToSendsNoSignal(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	require.Empty(t, *reports)
 }
+
+func (s *comfyRunSuite) TestABatchItemWaitsWithoutProgressSignals() {
+	in := input()
+	in.ReportTo = &ReportTo{WorkflowID: "batch-1", Key: "0.1"}
+	s.preflightOK(true)
+	s.submitReturns("run-1")
+	s.env.OnActivity(a.AwaitRun, mock.Anything, mock.MatchedBy(func(r activities.AwaitRequest) bool { return r.QuietProgress })).
+		Return(&activities.AwaitResult{RunID: "run-1", Status: "success"}, nil).Once()
+	s.collectOK("run-1")
+	s.env.OnSignalExternalWorkflow(mock.Anything, "batch-1", "", ItemDoneSignal, mock.Anything).Return(nil).Once()
+
+	s.env.ExecuteWorkflow(ComfyRun, in)
+
+	s.Equal("success", s.result().Status)
+}

@@ -45,6 +45,8 @@ type config struct {
 	pollInterval time.Duration
 	temporalCLI  string
 	skipBaseline bool
+	trace        bool
+	serverArgs   []string
 }
 
 func main() {
@@ -55,7 +57,12 @@ func main() {
 	flag.DurationVar(&cfg.pollInterval, "poll", 250*time.Millisecond, "poll interval of both the workflow and the baseline")
 	flag.StringVar(&cfg.temporalCLI, "temporal", "bin/temporal", "Temporal CLI binary (make temporal)")
 	flag.BoolVar(&cfg.skipBaseline, "skip-baseline", false, "measure only the ComfyBatch")
+	flag.BoolVar(&cfg.trace, "trace", false, "print the event timeline of one item's ComfyRun, to see where time goes")
+	eager := flag.Bool("eager-activities", true, "enable eager activity execution on the dev server (system.enableActivityEagerExecution)")
 	flag.Parse()
+	if *eager {
+		cfg.serverArgs = append(cfg.serverArgs, "--dynamic-config-value", "system.enableActivityEagerExecution=true")
+	}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "benchbatch:", err)
 		os.Exit(1)
@@ -94,13 +101,13 @@ func run(cfg config) error {
 
 	var phases []phase
 	if !cfg.skipBaseline {
-		p, err := measure("goroutine pool", func() (int, int, error) { return baseline(ctx, cfg, cc, filepath.Join(work, "pool")) })
+		p, err := measure("goroutine pool", func(func()) (int, int, error) { return baseline(ctx, cfg, cc, filepath.Join(work, "pool")) })
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
 		phases = append(phases, p)
 	}
-	p, err := measure("ComfyBatch on Temporal", func() (int, int, error) { return temporalBatch(ctx, cfg, cc, work) })
+	p, err := measure("ComfyBatch on Temporal", func(restart func()) (int, int, error) { return temporalBatch(ctx, cfg, cc, work, restart) })
 	if err != nil {
 		return fmt.Errorf("ComfyBatch: %w", err)
 	}
@@ -109,8 +116,9 @@ func run(cfg config) error {
 	return nil
 }
 
-// measure runs f and records its wall time, process CPU time and peak heap.
-func measure(name string, f func() (int, int, error)) (phase, error) {
+// measure runs f and records its wall time, process CPU time and peak heap
+// from the moment f calls restart (set-up before it is not measured).
+func measure(name string, f func(restart func()) (int, int, error)) (phase, error) {
 	var peak atomic.Uint64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -132,7 +140,11 @@ func measure(name string, f func() (int, int, error)) (phase, error) {
 	}()
 	runtime.GC()
 	cpu0, start := cpuTime(), time.Now()
-	ok, failed, err := f()
+	restart := func() {
+		peak.Store(0)
+		cpu0, start = cpuTime(), time.Now()
+	}
+	ok, failed, err := f(restart)
 	wall, cpu := time.Since(start), cpuTime()-cpu0
 	close(stop)
 	wg.Wait()
@@ -212,7 +224,7 @@ func baselineItem(ctx context.Context, cfg config, cc *comfy.Client, store *outp
 	}
 }
 
-func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work string) (int, int, error) {
+func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work string, restart func()) (int, int, error) {
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath: cfg.temporalCLI,
 		LogLevel:     "error",
@@ -221,6 +233,7 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 		},
 		SearchAttributes: temporal.NewSearchAttributes(
 			workflows.DeploymentIDKey.ValueSet(""), workflows.RunIDKey.ValueSet(""), workflows.StatusKey.ValueSet("")),
+		ExtraArgs: cfg.serverArgs,
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("start dev server (build it with `make temporal`): %w", err)
@@ -236,8 +249,8 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	w := worker.New(tc, queue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     4 * cfg.concurrency,
 		MaxConcurrentWorkflowTaskExecutionSize: 4 * cfg.concurrency,
-		MaxConcurrentWorkflowTaskPollers:       8,
-		MaxConcurrentActivityTaskPollers:       8,
+		MaxConcurrentWorkflowTaskPollers:       32,
+		MaxConcurrentActivityTaskPollers:       32,
 	})
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{
@@ -253,6 +266,7 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	if err := writeItems(source, cfg.items); err != nil {
 		return 0, 0, err
 	}
+	restart() // the dev server's and worker's start-up are not part of the batch
 	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "bench-batch", TaskQueue: queue}, workflows.ComfyBatchWorkflow,
 		workflows.ComfyBatchInput{
 			Deployments:    []string{comfytest.DeploymentTxt2Img},
@@ -266,6 +280,9 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	var res workflows.ComfyBatchResult
 	if err := run.Get(ctx, &res); err != nil {
 		return 0, 0, err
+	}
+	if cfg.trace {
+		traceChild(ctx, tc, fmt.Sprintf("bench-batch/%d", cfg.items/2))
 	}
 	return res.Succeeded, res.Failed, nil
 }
@@ -292,8 +309,8 @@ func writeItems(path string, n int) error {
 
 func report(w io.Writer, cfg config, phases []phase) {
 	ideal := time.Duration(float64(cfg.runTime) * float64(cfg.items) / float64(cfg.concurrency))
-	fmt.Fprintf(w, "\n## ComfyBatch benchmark\n\nN=%d items, C=%d in flight, T=%s per run, poll every %s, %d CPUs. Ideal N×T/C = %s.\n\n",
-		cfg.items, cfg.concurrency, cfg.runTime, cfg.pollInterval, runtime.NumCPU(), ideal.Round(time.Millisecond))
+	fmt.Fprintf(w, "\n## ComfyBatch benchmark\n\nN=%d items, C=%d in flight, T=%s per run, poll every %s (±20%% jitter in the workflow), %d CPUs, dev server args %q. Ideal N×T/C = %s.\n\n",
+		cfg.items, cfg.concurrency, cfg.runTime, cfg.pollInterval, runtime.NumCPU(), cfg.serverArgs, ideal.Round(time.Millisecond))
 	fmt.Fprintln(w, "| runner | wall | × ideal | succeeded | failed | CPU (this process) | peak heap |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, p := range phases {
@@ -314,4 +331,24 @@ func bytesIEC(n uint64) string {
 		i++
 	}
 	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.1f", v), "0"), ".") + " " + units[i]
+}
+
+// traceChild prints when each history event of one item happened, relative
+// to the item's start.
+func traceChild(ctx context.Context, tc client.Client, workflowID string) {
+	it := tc.GetWorkflowHistory(ctx, workflowID, "", false, 0)
+	var start time.Time
+	fmt.Printf("\nTimeline of %s:\n", workflowID)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			fmt.Println("  history:", err)
+			return
+		}
+		at := ev.GetEventTime().AsTime()
+		if start.IsZero() {
+			start = at
+		}
+		fmt.Printf("  %6dms  %s\n", at.Sub(start).Milliseconds(), ev.GetEventType())
+	}
 }

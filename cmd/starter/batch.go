@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -83,12 +82,10 @@ stopped early (failure policy, budget, unreadable source) or failed,
 	if w := sourceWarning(in); w != "" {
 		fmt.Fprintln(e.stderr, "note: "+w)
 	}
-	tq := firstNonEmpty(*taskQueue, e.getenv("COMFY_TASK_QUEUE"), defaultTaskQueue)
-	wid := strings.TrimSpace(*id)
-	if wid == "" {
-		if wid, err = newID("comfybatch", e.now(), nil); err != nil {
-			return withCode(exitUsage, err)
-		}
+	tq := e.taskQueue(*taskQueue)
+	wid, err := e.idOrNew(*id, "comfybatch")
+	if err != nil {
+		return err
 	}
 	if *dryRun {
 		if !*asJSON {
@@ -114,34 +111,9 @@ stopped early (failure policy, budget, unreadable source) or failed,
 		}
 		return c.temporalError("start workflow", "", err)
 	}
-	return afterStart(ctx, c, e, batchKind, wr, tq, *wait, *asJSON, printBatchStarted)
-}
-
-// afterStart prints what was started and, with wait, follows it.
-func afterStart(ctx context.Context, c *conn, e *env, k kind, wr client.WorkflowRun, tq string, wait, asJSON bool, print func(*env, startedInfo, bool)) error {
-	started := startedInfo{WorkflowID: wr.GetID(), RunID: wr.GetRunID(), Namespace: c.namespace, TaskQueue: tq, UIURL: c.uiLink(wr.GetID())}
-	switch {
-	case asJSON && !wait:
-		return writeJSON(e.stdout, started)
-	case !asJSON:
-		print(e, started, wait)
-	}
-	if !wait {
-		return nil
-	}
-	if k.workflowType == workflows.ComfyPipelineWorkflow {
-		return finishPipeline(ctx, c, e, wr.GetID(), wr.GetRunID(), asJSON)
-	}
-	return finishBatch(ctx, c, e, wr.GetID(), asJSON)
-}
-
-func printBatchStarted(e *env, s startedInfo, waiting bool) {
-	fmt.Fprintf(e.stdout, "Started ComfyBatch %s\n", s.WorkflowID)
-	field(e.stdout, "temporal run", "%s", s.RunID)
-	field(e.stdout, "web ui", "%s", s.UIURL)
-	if !waiting {
-		field(e.stdout, "follow", "starter batch watch %s", s.WorkflowID)
-	}
+	return afterStart(e, c, wr, tq, *wait, *asJSON, "Started ComfyBatch "+wr.GetID(), batchKind.sub, func() error {
+		return finishBatch(ctx, c, e, wr.GetID(), *asJSON)
+	})
 }
 
 // loadBatchInput reads and checks the -f document with the workflow's own
@@ -359,9 +331,7 @@ func (r *batchReport) addOutcome(ctx context.Context, c *conn) error {
 		r.Result = &res
 	}
 	r.Error = o.fail
-	if o.status != "" && (r.ExecutionStatus == "" || r.ExecutionStatus == "Running") {
-		r.ExecutionStatus = o.status
-	}
+	r.ExecutionStatus = o.statusAfter(r.ExecutionStatus)
 	return nil
 }
 
@@ -395,14 +365,6 @@ func batchReportOf(ctx context.Context, c *conn, e *env, id string, desc *workfl
 	return r, r.addOutcome(ctx, c)
 }
 
-func (r *batchReport) write(e *env, asJSON bool) error {
-	if asJSON {
-		return writeJSON(e.stdout, r)
-	}
-	printBatchReport(e.stdout, r)
-	return nil
-}
-
 func cmdBatchStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "batch status", "[-json] BATCH_ID", `
 Prints a batch's counts (succeeded, failed, skipped, cancelled, running,
@@ -413,44 +375,16 @@ status, why it stopped, per-deployment counts and the results manifest.
 The exit code reflects the batch: 0 running or all succeeded, 1 some items
 failed or it stopped early, 3 cancelled, 4 not found.`)
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
-	id, c, err := openBatch(ctx, e, fs, args)
+	id, c, desc, err := batchKind.open(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	desc, err := batchKind.describe(ctx, c, id)
-	if err != nil {
-		return err
-	}
 	r, err := batchReportOf(ctx, c, e, id, desc)
 	if err != nil {
 		return err
 	}
-	if err := r.write(e, *asJSON); err != nil {
-		return err
-	}
-	return withCode(r.exitCode(), nil)
-}
-
-// openBatch parses a batch subcommand's flags and single id, and dials.
-func openBatch(ctx context.Context, e *env, fs *flag.FlagSet, args []string) (string, *conn, error) {
-	return openKind(ctx, e, batchKind, fs, args)
-}
-
-func openKind(ctx context.Context, e *env, k kind, fs *flag.FlagSet, args []string) (string, *conn, error) {
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return "", nil, err
-	}
-	id, err := k.oneID(fs, pos)
-	if err != nil {
-		return "", nil, err
-	}
-	c, err := e.dial(ctx)
-	if err != nil {
-		return "", nil, err
-	}
-	return id, c, nil
+	return writeReport(e, *asJSON, r, printBatchReport)
 }
 
 func cmdBatchWatch(ctx context.Context, e *env, args []string) error {
@@ -459,24 +393,19 @@ Follows a batch's progress on stderr (a redrawn line on a terminal, a line
 per change otherwise) until it ends, then prints the result like
 "batch status". Ctrl-C stops watching; the batch goes on.`)
 	asJSON := fs.Bool("json", false, "print the final report as JSON on stdout")
-	id, c, err := openBatch(ctx, e, fs, args)
+	id, c, _, err := batchKind.open(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if _, err := batchKind.describe(ctx, c, id); err != nil {
-		return err
-	}
 	return finishBatch(ctx, c, e, id, *asJSON)
 }
 
 // finishBatch follows a batch across continue-as-new until it closes,
 // then prints its result.
 func finishBatch(ctx context.Context, c *conn, e *env, id string, asJSON bool) error {
-	p := newProgressPrinter(e.stderr, e.stderrTTY, e.getenv("COLUMNS"))
 	var last string
-	desc, err := poll(ctx, c, e, batchKind.sub, id, "", false, func(desc *workflowservice.DescribeWorkflowExecutionResponse, _ string) {
-		elapsed := e.now().Sub(desc.GetWorkflowExecutionInfo().GetStartTime().AsTime())
+	p, desc, err := e.watch(ctx, c, batchKind.sub, id, "", false, func(p *progressPrinter, desc *workflowservice.DescribeWorkflowExecutionResponse, _ string, elapsed time.Duration) {
 		bp, qerr := queryBatch(ctx, c, id)
 		note := ""
 		if qerr != nil {
@@ -489,7 +418,6 @@ func finishBatch(ctx context.Context, c *conn, e *env, id string, asJSON bool) e
 		}
 		p.show(renderBatchBar(bp, note, elapsed), lines...)
 	})
-	p.done()
 	if err != nil {
 		return err
 	}
@@ -500,19 +428,12 @@ func finishBatch(ctx context.Context, c *conn, e *env, id string, asJSON bool) e
 	if r.Result != nil && !e.stderrTTY {
 		// The log ends with the final counts, which the last poll may
 		// not have seen.
-		elapsed := time.Duration(0)
-		if r.StartTime != nil && r.CloseTime != nil {
-			elapsed = r.CloseTime.Sub(*r.StartTime)
-		}
 		final := resultProgress(r.Result)
 		if k := batchChangeKey(final, ""); k != last {
-			p.show("", renderBatchLine(final, "", elapsed))
+			p.show("", renderBatchLine(final, "", ranFor(r.StartTime, r.CloseTime)))
 		}
 	}
-	if err := r.write(e, asJSON); err != nil {
-		return err
-	}
-	return withCode(r.exitCode(), nil)
+	return writeReport(e, asJSON, r, printBatchReport)
 }
 
 // resultProgress shows a final result in the shape of the progress query.
@@ -523,17 +444,22 @@ func resultProgress(res *workflows.ComfyBatchResult) *workflows.BatchProgress {
 	}
 }
 
-// runningBatch describes id and refuses, with exit 2, a batch that has
-// already ended: what can a signal change then.
+// runningBatch describes id and refuses a batch that has already ended.
 func runningBatch(ctx context.Context, c *conn, id, action string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
 	desc, err := batchKind.describe(ctx, c, id)
 	if err != nil {
 		return nil, err
 	}
+	return desc, requireRunning(desc, id, action)
+}
+
+// requireRunning refuses, with exit 2, a batch that has already ended:
+// what can a signal or an update change then.
+func requireRunning(desc *workflowservice.DescribeWorkflowExecutionResponse, id, action string) error {
 	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return nil, usageErrorf("batch %s has already ended (%s): there is nothing to %s; see its result with `starter batch status %s`, or re-run its failed items with `starter batch retry-failed %s`", id, executionStatus(st), action, id, id)
+		return usageErrorf("batch %s has already ended (%s): there is nothing to %s; see its result with `starter batch status %s`, or re-run its failed items with `starter batch retry-failed %s`", id, executionStatus(st), action, id, id)
 	}
-	return desc, nil
+	return nil
 }
 
 func cmdBatchPause(ctx context.Context, e *env, args []string) error {
@@ -554,13 +480,12 @@ func batchSignal(ctx context.Context, e *env, args []string, signal, description
 
 Exit codes: 0 sent, 2 the batch has already ended, 4 not found.`)
 	asJSON := fs.Bool("json", false, "print the progress after the signal as JSON on stdout")
-	id, c, err := openBatch(ctx, e, fs, args)
+	id, c, desc, err := batchKind.open(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	desc, err := runningBatch(ctx, c, id, signal)
-	if err != nil {
+	if err := requireRunning(desc, id, signal); err != nil {
 		return err
 	}
 	if err := c.SignalWorkflow(ctx, id, "", signal, nil); err != nil {
@@ -613,15 +538,11 @@ reflects the result: 3 cancelled (the expected outcome), 0 if it finished
 before the cancel took effect, 1 if items failed.`)
 	wait := fs.Bool("wait", false, "wait until the batch has ended and print its result")
 	asJSON := fs.Bool("json", false, "print JSON on stdout")
-	id, c, err := openBatch(ctx, e, fs, args)
+	id, c, desc, err := batchKind.open(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	desc, err := batchKind.describe(ctx, c, id)
-	if err != nil {
-		return err
-	}
 	if desc.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		r, err := batchReportOf(ctx, c, e, id, desc)
 		if err != nil {
@@ -630,10 +551,7 @@ before the cancel took effect, 1 if items failed.`)
 		if !*asJSON {
 			fmt.Fprintf(e.stdout, "Nothing to cancel: batch %s has already ended (%s).\n\n", id, r.ExecutionStatus)
 		}
-		if err := r.write(e, *asJSON); err != nil {
-			return err
-		}
-		return withCode(r.exitCode(), nil)
+		return writeReport(e, *asJSON, r, printBatchReport)
 	}
 	if err := c.SignalWorkflow(ctx, id, "", workflows.CancelSignal, nil); err != nil {
 		return c.temporalError("signal cancel", id, err)
@@ -727,15 +645,11 @@ A running batch is refused (exit 2): wait for it, or cancel it first.`)
 	wait := fs.Bool("wait", false, "follow the new run until it ends, then print the result")
 	asJSON := fs.Bool("json", false, "print JSON on stdout")
 	taskQueue := fs.String("task-queue", "", "task queue of the worker (default: the batch's own)")
-	id, c, err := openBatch(ctx, e, fs, args)
+	id, c, desc, err := batchKind.open(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	desc, err := batchKind.describe(ctx, c, id)
-	if err != nil {
-		return err
-	}
 	info := desc.GetWorkflowExecutionInfo()
 	if info.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return usageErrorf("batch %s is still running: wait for it (`starter batch watch %s`) or cancel it (`starter batch cancel -wait %s`), then retry its failed items", id, id, id)
@@ -744,7 +658,7 @@ A running batch is refused (exit 2): wait for it, or cancel it first.`)
 	if err != nil {
 		return err
 	}
-	tq := firstNonEmpty(*taskQueue, info.GetTaskQueue(), e.getenv("COMFY_TASK_QUEUE"), defaultTaskQueue)
+	tq := e.taskQueue(firstNonEmpty(*taskQueue, info.GetTaskQueue()))
 	opts := batchStartOptions(in, id, tq)
 	opts.StaticSummary = truncate("Retry of failed items · "+opts.StaticSummary, 200)
 	opts.WorkflowIDReusePolicy = enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
@@ -756,13 +670,9 @@ A running batch is refused (exit 2): wait for it, or cancel it first.`)
 		}
 		return c.temporalError("start workflow", id, err)
 	}
-	return afterStart(ctx, c, e, batchKind, wr, tq, *wait, *asJSON, func(e *env, s startedInfo, waiting bool) {
-		fmt.Fprintf(e.stdout, "Re-running batch %s with its original input; items that succeeded before are skipped.\n", s.WorkflowID)
-		field(e.stdout, "temporal run", "%s", s.RunID)
-		field(e.stdout, "web ui", "%s", s.UIURL)
-		if !waiting {
-			field(e.stdout, "follow", "starter batch watch %s", s.WorkflowID)
-		}
+	headline := fmt.Sprintf("Re-running batch %s with its original input; items that succeeded before are skipped.", wr.GetID())
+	return afterStart(e, c, wr, tq, *wait, *asJSON, headline, batchKind.sub, func() error {
+		return finishBatch(ctx, c, e, wr.GetID(), *asJSON)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -246,23 +247,34 @@ func TestBatchCommandsUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var out bytes.Buffer
-			e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, getenv: func(string) string { return "" }, now: time.Now}
-			code := e.main(context.Background(), tt.args)
-			assert.Equal(t, tt.code, code, out.String())
-			assert.Contains(t, out.String(), tt.want)
+			code, out := runMain(tt.args...)
+			assert.Equal(t, tt.code, code, out)
+			assert.Contains(t, out, tt.want)
 		})
 	}
 }
 
 func TestBatchDryRunFromStdin(t *testing.T) {
 	var out, errOut bytes.Buffer
-	e := &env{stdin: strings.NewReader("deployments: [" + testDeployment + "]\nitems:\n  - {prompt: a cat, seed: 18446744073709551615}\n"),
-		stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }, now: time.Now}
+	e := testEnv("deployments: ["+testDeployment+"]\nitems:\n  - {prompt: a cat, seed: 18446744073709551615}\n", &out, &errOut)
 	code := e.main(context.Background(), []string{"batch", "-f", "-", "-dry-run", "-json"})
 	require.Equal(t, exitOK, code, errOut.String())
 	assert.JSONEq(t, `{"deployments": ["`+testDeployment+`"], "items": [{"prompt": "a cat", "seed": 18446744073709551615}]}`, out.String())
 	assert.Contains(t, out.String(), "18446744073709551615")
+}
+
+// testEnv is a process without environment variables or a terminal, for
+// commands that must not depend on the machine running the tests.
+func testEnv(stdin string, stdout, stderr io.Writer) *env {
+	return &env{stdin: strings.NewReader(stdin), stdout: stdout, stderr: stderr, getenv: func(string) string { return "" }, now: time.Now}
+}
+
+// runMain runs the starter as main would, with stdout and stderr in one
+// buffer, which is what a user reading the terminal sees.
+func runMain(args ...string) (int, string) {
+	var out bytes.Buffer
+	code := testEnv("", &out, &out).main(context.Background(), args)
+	return code, out.String()
 }
 
 func writeTemp(t *testing.T, name, content string) string {

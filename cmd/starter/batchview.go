@@ -130,13 +130,7 @@ func batchHeadline(r *batchReport) string {
 func printBatchReport(w io.Writer, r *batchReport) {
 	fmt.Fprintf(w, "ComfyBatch %s %s\n", r.WorkflowID, batchHeadline(r))
 	field(w, "temporal run", "%s", r.RunID)
-	if r.StartTime != nil {
-		s := r.StartTime.Local().Format(time.DateTime)
-		if r.CloseTime != nil {
-			s += fmt.Sprintf(" → %s (%s)", r.CloseTime.Local().Format(time.TimeOnly), r.CloseTime.Sub(*r.StartTime).Round(time.Second))
-		}
-		field(w, "time", "%s", s)
-	}
+	timeField(w, r.StartTime, r.CloseTime)
 	if p := r.Progress; p != nil && r.Result == nil {
 		ended := batchEnded(p)
 		items := fmt.Sprintf("%d done", ended)

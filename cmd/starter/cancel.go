@@ -23,41 +23,24 @@ it reflects how the workflow ended: 3 cancelled (the expected outcome),
 0 if it succeeded before the cancel took effect, 1 if it failed.`)
 	wait := fs.Bool("wait", false, "wait until the workflow has ended and print the cancel report")
 	asJSON := fs.Bool("json", false, "print the final report as JSON on stdout (with -wait)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	id, err := oneWorkflowID(fs, pos)
-	if err != nil {
-		return err
-	}
-	c, err := e.dial(ctx)
+	// Describe first (openRun does) so that a closed workflow gets its
+	// outcome explained rather than the server's terse "workflow execution
+	// already completed".
+	id, c, desc, err := openRun(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-
-	// Describe first so that a closed workflow gets its outcome explained
-	// rather than the server's terse "workflow execution already completed".
-	desc, err := describe(ctx, c, id)
-	if err != nil {
-		return err
-	}
 	runID := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		r := newReport(c, id, desc)
 		if err := r.addOutcome(ctx, c); err != nil {
 			return err
 		}
-		if *asJSON {
-			if err := writeJSON(e.stdout, r); err != nil {
-				return err
-			}
-		} else {
+		if !*asJSON {
 			fmt.Fprintf(e.stdout, "Nothing to cancel: workflow %s has already ended (%s).\n\n", id, r.ExecutionStatus)
-			printCancelReport(e.stdout, r)
 		}
-		return withCode(r.exitCode(), nil)
+		return writeReport(e, *asJSON, r, printCancelReport)
 	}
 
 	if err := c.CancelWorkflow(ctx, id, runID); err != nil {

@@ -89,6 +89,18 @@ func newID(prefix string, now time.Time, random io.Reader) (string, error) {
 	return prefix + "-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:]), nil
 }
 
+// idOrNew is the -id flag of batch and pipeline, or a new id with prefix.
+func (e *env) idOrNew(flagValue, prefix string) (string, error) {
+	if id := strings.TrimSpace(flagValue); id != "" {
+		return id, nil
+	}
+	id, err := newID(prefix, e.now(), nil)
+	if err != nil {
+		return "", withCode(exitUsage, err)
+	}
+	return id, nil
+}
+
 // kind describes one workflow type the starter drives with a group of
 // subcommands ("batch", "pipeline"), for the messages that name them.
 type kind struct {
@@ -155,6 +167,16 @@ type outcome struct {
 	hasResult bool
 }
 
+// statusAfter is the execution status a report shows once the outcome is
+// known: the described one, unless the description was taken while the
+// workflow still ran (or said nothing) and the error tells how it ended.
+func (o outcome) statusAfter(described string) string {
+	if o.status != "" && (described == "" || described == "Running") {
+		return o.status
+	}
+	return described
+}
+
 // fetchOutcome reads a closed workflow's result into res, or its failure
 // and the result-shaped details a failure or cancellation carries
 // (isResult tells a decoded result from an empty one). runID "" follows
@@ -176,18 +198,11 @@ func fetchOutcome(ctx context.Context, c *conn, sub, id, runID string, res any, 
 	case errors.As(err, &appErr):
 		o.fail = &failureInfo{Type: appErr.Type(), Message: appErr.Message()}
 		if appErr.HasDetails() {
-			if derr := appErr.Details(res); derr == nil && isResult() {
-				o.hasResult = true
-			} else {
-				var problems []string
-				if appErr.Details(&problems) == nil {
-					o.fail.Problems = problems
-				}
-			}
+			o.hasResult, o.fail.Problems = decodeDetails(appErr.Details, res, isResult)
 		}
 	case errors.As(err, &canceledErr):
-		if canceledErr.HasDetails() && canceledErr.Details(res) == nil && isResult() {
-			o.hasResult = true
+		if canceledErr.HasDetails() {
+			o.hasResult, _ = decodeDetails(canceledErr.Details, res, isResult)
 		}
 	case errors.As(err, &timeoutErr):
 		o.fail = &failureInfo{Type: "Timeout", Message: "the workflow hit its " + strings.ToLower(strings.TrimPrefix(timeoutErr.TimeoutType().String(), "TimeoutType")) + " timeout"}
@@ -202,6 +217,20 @@ func fetchOutcome(ctx context.Context, c *conn, sub, id, runID string, res any, 
 	}
 	o.status = statusOfError(err)
 	return o, nil
+}
+
+// decodeDetails reads the details a workflow attaches to its failures:
+// its partial result into res (isResult tells a decoded result from an
+// empty one), or else the list of problems of a rejection.
+func decodeDetails(get func(...any) error, res any, isResult func() bool) (bool, []string) {
+	if err := get(res); err == nil && isResult() {
+		return true, nil
+	}
+	var problems []string
+	if err := get(&problems); err == nil {
+		return false, problems
+	}
+	return false, nil
 }
 
 // subcommand is one command of a group such as `starter batch`.

@@ -92,42 +92,20 @@ func newReport(c *conn, workflowID string, desc *workflowservice.DescribeWorkflo
 // the partial result the workflow attaches to it.
 func (r *report) addOutcome(ctx context.Context, c *conn) error {
 	var res workflows.ComfyRunResult
-	err := c.GetWorkflow(ctx, r.WorkflowID, r.RunID).Get(ctx, &res)
-	if err == nil {
+	o, err := fetchOutcome(ctx, c, "", r.WorkflowID, r.RunID, &res, func() bool { return res.WorkflowID != "" || res.DeploymentID != "" })
+	if err != nil {
+		return err
+	}
+	if o.hasResult {
 		r.Result = &res
-		return nil
 	}
-	var (
-		appErr      *temporal.ApplicationError
-		canceledErr *temporal.CanceledError
-		timeoutErr  *temporal.TimeoutError
-		termErr     *temporal.TerminatedError
-		execErr     *temporal.WorkflowExecutionError
-	)
-	switch {
-	case errors.As(err, &appErr):
-		r.Error = &failureInfo{Type: appErr.Type(), Message: appErr.Message()}
-		if appErr.HasDetails() {
-			r.Result, r.Error.Problems = decodeDetails(appErr.Details)
-		}
-	case errors.As(err, &canceledErr):
-		if canceledErr.HasDetails() {
-			r.Result, _ = decodeDetails(canceledErr.Details)
-		}
-	case errors.As(err, &timeoutErr):
-		r.Error = &failureInfo{Type: "Timeout", Message: fmt.Sprintf("the workflow hit its %s timeout", strings.ToLower(strings.TrimPrefix(timeoutErr.TimeoutType().String(), "TimeoutType")))}
-	case errors.As(err, &termErr):
-		r.Error = &failureInfo{Type: "Terminated", Message: "the workflow was terminated (see the Web UI for the reason); its ComfyDeploy run was not cancelled by it"}
-	case errors.As(err, &execErr):
-		r.Error = &failureInfo{Type: "WorkflowFailed", Message: execErr.Unwrap().Error()}
-	case ctx.Err() != nil:
-		return interrupted(r.WorkflowID)
-	default:
-		return c.temporalError("get the workflow result", r.WorkflowID, err)
+	if o.status == "Terminated" && o.fail != nil && o.fail.Type == "Terminated" {
+		// Unlike a batch or pipeline, a terminated run leaves a paid
+		// remote run behind, which the user must hear about.
+		o.fail.Message += "; its ComfyDeploy run was not cancelled by it"
 	}
-	if r.ExecutionStatus == "" || r.ExecutionStatus == "Running" {
-		r.ExecutionStatus = statusOfError(err)
-	}
+	r.Error = o.fail
+	r.ExecutionStatus = o.statusAfter(r.ExecutionStatus)
 	return nil
 }
 
@@ -145,20 +123,6 @@ func statusOfError(err error) string {
 	default:
 		return "Failed"
 	}
-}
-
-// decodeDetails reads the details a ComfyRun attaches to its failures:
-// the partial ComfyRunResult, or the list of problems of a rejection.
-func decodeDetails(get func(...any) error) (*workflows.ComfyRunResult, []string) {
-	var res workflows.ComfyRunResult
-	if err := get(&res); err == nil && (res.WorkflowID != "" || res.DeploymentID != "") {
-		return &res, nil
-	}
-	var problems []string
-	if err := get(&problems); err == nil {
-		return nil, problems
-	}
-	return nil, nil
 }
 
 // describe fetches a workflow's description, mapping errors to exit codes.
@@ -184,14 +148,7 @@ func finish(ctx context.Context, c *conn, e *env, workflowID, runID string, asJS
 	if err := r.addOutcome(ctx, c); err != nil {
 		return err
 	}
-	if asJSON {
-		if err := writeJSON(e.stdout, r); err != nil {
-			return err
-		}
-	} else {
-		print(e.stdout, r)
-	}
-	return withCode(r.exitCode(), nil)
+	return writeReport(e, asJSON, r, print)
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -210,23 +167,11 @@ without one the rest is still shown.
 The exit code reflects the workflow: 0 running or succeeded, 1 failed,
 3 cancelled, 4 not found.`)
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	id, err := oneWorkflowID(fs, pos)
-	if err != nil {
-		return err
-	}
-	c, err := e.dial(ctx)
+	id, c, desc, err := openRun(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	desc, err := describe(ctx, c, id)
-	if err != nil {
-		return err
-	}
 	r := newReport(c, id, desc)
 	st, qerr := queryStatus(ctx, c, id, r.RunID)
 	if qerr != nil {
@@ -238,14 +183,7 @@ The exit code reflects the workflow: 0 running or succeeded, 1 failed,
 			return err
 		}
 	}
-	if *asJSON {
-		if err := writeJSON(e.stdout, r); err != nil {
-			return err
-		}
-	} else {
-		printReport(e.stdout, r)
-	}
-	return withCode(r.exitCode(), nil)
+	return writeReport(e, *asJSON, r, printReport)
 }
 
 // queryProblem explains a failed status query in terms of its usual cause.
@@ -265,23 +203,11 @@ Follows a run with a progress bar on stderr (one line per change when
 stderr is not a terminal) until the workflow ends, then prints the result
 like "run -wait". Ctrl-C stops watching; the run continues.`)
 	asJSON := fs.Bool("json", false, "print the final report as JSON on stdout")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	id, err := oneWorkflowID(fs, pos)
-	if err != nil {
-		return err
-	}
-	c, err := e.dial(ctx)
+	id, c, desc, err := openRun(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	desc, err := describe(ctx, c, id)
-	if err != nil {
-		return err
-	}
 	return finish(ctx, c, e, id, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), *asJSON, printReport)
 }
 
@@ -311,6 +237,19 @@ func field(w io.Writer, label, format string, args ...any) {
 	fmt.Fprintf(w, "  %-*s %s\n", labelWidth, label, fmt.Sprintf(format, args...))
 }
 
+// timeField is the "time" line of every report: start, and once closed
+// the close time and duration.
+func timeField(w io.Writer, start, closed *time.Time) {
+	if start == nil {
+		return
+	}
+	s := start.Local().Format(time.DateTime)
+	if closed != nil {
+		s += fmt.Sprintf(" → %s (%s)", closed.Local().Format(time.TimeOnly), closed.Sub(*start).Round(time.Second))
+	}
+	field(w, "time", "%s", s)
+}
+
 // continuation indents follow-up lines under a field's value.
 var continuation = strings.Repeat(" ", labelWidth+3)
 
@@ -331,13 +270,7 @@ func printReport(w io.Writer, r *report) {
 	}
 	fmt.Fprintf(w, "ComfyRun %s %s\n", r.WorkflowID, head)
 	field(w, "temporal run", "%s", r.RunID)
-	if r.StartTime != nil {
-		s := r.StartTime.Local().Format(time.DateTime)
-		if r.CloseTime != nil {
-			s += fmt.Sprintf(" → %s (%s)", r.CloseTime.Local().Format(time.TimeOnly), r.CloseTime.Sub(*r.StartTime).Round(time.Second))
-		}
-		field(w, "time", "%s", s)
-	}
+	timeField(w, r.StartTime, r.CloseTime)
 
 	st := r.Live
 	var res *workflows.ComfyRunResult = r.Result

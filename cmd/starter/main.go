@@ -229,6 +229,12 @@ const exitCodesHelp = `Exit codes:
   130  interrupted (Ctrl-C) while waiting; the workflow keeps running
 `
 
+// taskQueue is the -task-queue flag, else $COMFY_TASK_QUEUE, else the
+// default: the same choice the worker makes, so both meet on one queue.
+func (e *env) taskQueue(flagValue string) string {
+	return firstNonEmpty(flagValue, e.getenv("COMFY_TASK_QUEUE"), defaultTaskQueue)
+}
+
 // newFlagSet builds a subcommand's flag set whose -h prints synopsis,
 // description, flags and the exit codes.
 func newFlagSet(e *env, name, synopsis, description string) *flag.FlagSet {

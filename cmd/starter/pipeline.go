@@ -80,12 +80,10 @@ pipeline's checks) failed, 3 cancelled.`)
 	if err != nil {
 		return withCode(exitUsage, fmt.Errorf("invalid pipeline:\n%s", bullets(err)))
 	}
-	tq := firstNonEmpty(*taskQueue, e.getenv("COMFY_TASK_QUEUE"), defaultTaskQueue)
-	wid := strings.TrimSpace(*id)
-	if wid == "" {
-		if wid, err = newID("comfypipeline", e.now(), nil); err != nil {
-			return withCode(exitUsage, err)
-		}
+	tq := e.taskQueue(*taskQueue)
+	wid, err := e.idOrNew(*id, "comfypipeline")
+	if err != nil {
+		return err
 	}
 	if *dryRun {
 		if !*asJSON {
@@ -106,13 +104,9 @@ pipeline's checks) failed, 3 cancelled.`)
 		}
 		return c.temporalError("start workflow", "", err)
 	}
-	return afterStart(ctx, c, e, pipelineKind, wr, tq, *wait, *asJSON, func(e *env, s startedInfo, waiting bool) {
-		fmt.Fprintf(e.stdout, "Started ComfyPipeline %s (%s)\n", s.WorkflowID, pipelineSummary(spec))
-		field(e.stdout, "temporal run", "%s", s.RunID)
-		field(e.stdout, "web ui", "%s", s.UIURL)
-		if !waiting {
-			field(e.stdout, "follow", "starter pipeline watch %s", s.WorkflowID)
-		}
+	headline := fmt.Sprintf("Started ComfyPipeline %s (%s)", wr.GetID(), pipelineSummary(spec))
+	return afterStart(e, c, wr, tq, *wait, *asJSON, headline, pipelineKind.sub, func() error {
+		return finishPipeline(ctx, c, e, wr.GetID(), wr.GetRunID(), *asJSON)
 	})
 }
 
@@ -228,9 +222,7 @@ func (r *pipelineReport) addOutcome(ctx context.Context, c *conn) error {
 		r.Result = &res
 	}
 	r.Error = o.fail
-	if o.status != "" && (r.ExecutionStatus == "" || r.ExecutionStatus == "Running") {
-		r.ExecutionStatus = o.status
-	}
+	r.ExecutionStatus = o.statusAfter(r.ExecutionStatus)
 	return nil
 }
 
@@ -248,14 +240,6 @@ func queryPipeline(ctx context.Context, c *conn, id, runID string) (*workflows.C
 	return &p, nil
 }
 
-func (r *pipelineReport) write(e *env, asJSON bool) error {
-	if asJSON {
-		return writeJSON(e.stdout, r)
-	}
-	printPipelineReport(e.stdout, r)
-	return nil
-}
-
 func cmdPipelineStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "pipeline status", "[-json] PIPELINE_ID", `
 Prints a pipeline's status and every step: state, child workflows,
@@ -265,15 +249,11 @@ runs this comes from its "progress" query (which needs a running worker).
 The exit code reflects the pipeline: 0 running or succeeded, 1 failed,
 3 cancelled, 4 not found.`)
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
-	id, c, err := openKind(ctx, e, pipelineKind, fs, args)
+	id, c, desc, err := pipelineKind.open(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	desc, err := pipelineKind.describe(ctx, c, id)
-	if err != nil {
-		return err
-	}
 	r := newPipelineReport(c, id, desc)
 	if r.ExecutionStatus == "Running" {
 		live, qerr := queryPipeline(ctx, c, id, r.RunID)
@@ -284,10 +264,7 @@ The exit code reflects the pipeline: 0 running or succeeded, 1 failed,
 	} else if err := r.addOutcome(ctx, c); err != nil {
 		return err
 	}
-	if err := r.write(e, *asJSON); err != nil {
-		return err
-	}
-	return withCode(r.exitCode(), nil)
+	return writeReport(e, *asJSON, r, printPipelineReport)
 }
 
 func cmdPipelineWatch(ctx context.Context, e *env, args []string) error {
@@ -297,23 +274,17 @@ line with every step's state; otherwise a line per step whenever its
 state changes), then prints the result like "pipeline status". Ctrl-C
 stops watching; the pipeline goes on.`)
 	asJSON := fs.Bool("json", false, "print the final report as JSON on stdout")
-	id, c, err := openKind(ctx, e, pipelineKind, fs, args)
+	id, c, desc, err := pipelineKind.open(ctx, e, fs, args)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	desc, err := pipelineKind.describe(ctx, c, id)
-	if err != nil {
-		return err
-	}
 	return finishPipeline(ctx, c, e, id, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), *asJSON)
 }
 
 func finishPipeline(ctx context.Context, c *conn, e *env, id, runID string, asJSON bool) error {
-	p := newProgressPrinter(e.stderr, e.stderrTTY, e.getenv("COLUMNS"))
 	t := &pipelineTracker{}
-	desc, err := poll(ctx, c, e, pipelineKind.sub, id, runID, true, func(desc *workflowservice.DescribeWorkflowExecutionResponse, runID string) {
-		elapsed := e.now().Sub(desc.GetWorkflowExecutionInfo().GetStartTime().AsTime())
+	p, desc, err := e.watch(ctx, c, pipelineKind.sub, id, runID, true, func(p *progressPrinter, desc *workflowservice.DescribeWorkflowExecutionResponse, runID string, elapsed time.Duration) {
 		live, qerr := queryPipeline(ctx, c, id, runID)
 		note := ""
 		if qerr != nil {
@@ -321,7 +292,6 @@ func finishPipeline(ctx context.Context, c *conn, e *env, id, runID string, asJS
 		}
 		p.show(renderPipelineBar(live, note, elapsed), t.lines(live, note, elapsed)...)
 	})
-	p.done()
 	if err != nil {
 		return err
 	}
@@ -332,16 +302,9 @@ func finishPipeline(ctx context.Context, c *conn, e *env, id, runID string, asJS
 	if r.Result != nil && !e.stderrTTY {
 		// The log ends with each step's final state, which the last poll
 		// may not have seen.
-		elapsed := time.Duration(0)
-		if r.StartTime != nil && r.CloseTime != nil {
-			elapsed = r.CloseTime.Sub(*r.StartTime)
-		}
-		p.show("", t.lines(r.Result, "", elapsed)...)
+		p.show("", t.lines(r.Result, "", ranFor(r.StartTime, r.CloseTime))...)
 	}
-	if err := r.write(e, asJSON); err != nil {
-		return err
-	}
-	return withCode(r.exitCode(), nil)
+	return writeReport(e, asJSON, r, printPipelineReport)
 }
 
 // stepLine is a step's compact state: "upscale running · 1/3 runs
@@ -471,13 +434,7 @@ func printPipelineReport(w io.Writer, r *pipelineReport) {
 	}
 	fmt.Fprintf(w, "%s %s\n", head, pipelineHeadline(r, doc))
 	field(w, "temporal run", "%s", r.RunID)
-	if r.StartTime != nil {
-		s := r.StartTime.Local().Format(time.DateTime)
-		if r.CloseTime != nil {
-			s += fmt.Sprintf(" → %s (%s)", r.CloseTime.Local().Format(time.TimeOnly), r.CloseTime.Sub(*r.StartTime).Round(time.Second))
-		}
-		field(w, "time", "%s", s)
-	}
+	timeField(w, r.StartTime, r.CloseTime)
 	if r.LiveError != "" && r.ExecutionStatus == "Running" {
 		field(w, "progress", "unavailable: %s", r.LiveError)
 	}

@@ -162,11 +162,9 @@ func TestPipelineCommandsUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var out bytes.Buffer
-			e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, getenv: func(string) string { return "" }, now: time.Now}
-			code := e.main(context.Background(), tt.args)
-			assert.Equal(t, tt.code, code, out.String())
-			assert.Contains(t, out.String(), tt.want)
+			code, out := runMain(tt.args...)
+			assert.Equal(t, tt.code, code, out)
+			assert.Contains(t, out, tt.want)
 		})
 	}
 }
@@ -174,7 +172,7 @@ func TestPipelineCommandsUsage(t *testing.T) {
 func TestPipelineDryRunSendsTheTextUnchanged(t *testing.T) {
 	spec := "# comment kept\nsteps:\n  - name: a\n    deployment: " + testDeployment + "\n"
 	var out, errOut bytes.Buffer
-	e := &env{stdin: strings.NewReader(spec), stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }, now: time.Now}
+	e := testEnv(spec, &out, &errOut)
 	code := e.main(context.Background(), []string{"pipeline", "-f", "-", "-max-parallel", "4", "-label", "campaign=spring", "-dry-run", "-json"})
 	require.Equal(t, exitOK, code, errOut.String())
 	var in workflows.ComfyPipelineInput

@@ -250,17 +250,39 @@ func noWorkerNote(desc *workflowservice.DescribeWorkflowExecutionResponse, now t
 // follow polls a running workflow every second, drawing progress, until it
 // closes. It pins the run id so a later run reusing the id is not followed.
 func follow(ctx context.Context, c *conn, e *env, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
-	p := newProgressPrinter(e.stderr, e.stderrTTY, e.getenv("COLUMNS"))
-	defer p.done()
-	return poll(ctx, c, e, "", workflowID, runID, true, func(desc *workflowservice.DescribeWorkflowExecutionResponse, runID string) {
-		info := desc.GetWorkflowExecutionInfo()
+	_, desc, err := e.watch(ctx, c, "", workflowID, runID, true, func(p *progressPrinter, desc *workflowservice.DescribeWorkflowExecutionResponse, runID string, elapsed time.Duration) {
 		st, _ := queryStatus(ctx, c, workflowID, runID)
-		s := snapshotOf(st, awaitState(desc), e.now().Sub(info.GetStartTime().AsTime()))
+		s := snapshotOf(st, awaitState(desc), elapsed)
 		if st == nil {
 			s.Note = noWorkerNote(desc, e.now())
 		}
 		p.update(s)
 	})
+	return desc, err
+}
+
+// watch is the follow loop of watch and -wait for every kind: poll (see
+// there for sub, runID and pin) with a progress printer on stderr, which
+// tick draws on with how long the workflow has run. The printer comes
+// back with its line ended, for log lines the last poll missed.
+func (e *env) watch(ctx context.Context, c *conn, sub, workflowID, runID string, pin bool,
+	tick func(p *progressPrinter, desc *workflowservice.DescribeWorkflowExecutionResponse, runID string, elapsed time.Duration),
+) (*progressPrinter, *workflowservice.DescribeWorkflowExecutionResponse, error) {
+	p := newProgressPrinter(e.stderr, e.stderrTTY, e.getenv("COLUMNS"))
+	desc, err := poll(ctx, c, e, sub, workflowID, runID, pin, func(desc *workflowservice.DescribeWorkflowExecutionResponse, runID string) {
+		tick(p, desc, runID, e.now().Sub(desc.GetWorkflowExecutionInfo().GetStartTime().AsTime()))
+	})
+	p.done()
+	return p, desc, err
+}
+
+// ranFor is how long a closed workflow ran, for the final log line; 0
+// when the times are unknown.
+func ranFor(start, closed *time.Time) time.Duration {
+	if start == nil || closed == nil {
+		return 0
+	}
+	return closed.Sub(*start)
 }
 
 // poll describes a workflow every second and calls tick while it runs,

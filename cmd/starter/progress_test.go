@@ -224,13 +224,16 @@ func TestDecodeDetails(t *testing.T) {
 		require.NoError(t, err)
 		return func(out ...any) error { return dc.FromPayloads(p, out...) }
 	}
-	res, problems := decodeDetails(get(workflows.ComfyRunResult{WorkflowID: "w", RunID: "r"}))
-	require.NotNil(t, res)
+	var res workflows.ComfyRunResult
+	isRun := func() bool { return res.WorkflowID != "" || res.DeploymentID != "" }
+	ok, problems := decodeDetails(get(workflows.ComfyRunResult{WorkflowID: "w", RunID: "r"}), &res, isRun)
+	require.True(t, ok)
 	assert.Equal(t, "r", res.RunID)
 	assert.Nil(t, problems)
 
-	res, problems = decodeDetails(get([]string{"input steps must be a number"}))
-	assert.Nil(t, res)
+	res = workflows.ComfyRunResult{}
+	ok, problems = decodeDetails(get([]string{"input steps must be a number"}), &res, isRun)
+	assert.False(t, ok)
 	assert.Equal(t, []string{"input steps must be a number"}, problems)
 }
 
@@ -332,21 +335,16 @@ func TestMainUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var out bytes.Buffer
-			e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, getenv: func(string) string { return "" }, now: time.Now}
-			code := e.main(context.Background(), tt.args)
+			code, out := runMain(tt.args...)
 			assert.Equal(t, tt.code, code)
-			assert.Contains(t, out.String(), tt.want)
+			assert.Contains(t, out, tt.want)
 		})
 	}
 }
 
 func TestRunDryRunReadsStdin(t *testing.T) {
 	var out, errOut bytes.Buffer
-	e := &env{
-		stdin:  strings.NewReader(`{"deployment_id": "` + testDeployment + `", "inputs": {"prompt": "from stdin", "steps": 10}}`),
-		stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }, now: time.Now,
-	}
+	e := testEnv(`{"deployment_id": "`+testDeployment+`", "inputs": {"prompt": "from stdin", "steps": 10}}`, &out, &errOut)
 	code := e.main(context.Background(), []string{"run", "-f", "-", "-input", "steps=20", "-dry-run", "-json"})
 	require.Equal(t, exitOK, code, errOut.String())
 	assert.JSONEq(t, `{"deployment_id": "`+testDeployment+`", "inputs": {"prompt": "from stdin", "steps": 20}}`, out.String())

@@ -65,7 +65,7 @@ with "starter watch ID".`)
 	if err != nil {
 		return withCode(exitUsage, fmt.Errorf("invalid input:\n%s", bullets(err)))
 	}
-	tq := firstNonEmpty(*taskQueue, e.getenv("COMFY_TASK_QUEUE"), defaultTaskQueue)
+	tq := e.taskQueue(*taskQueue)
 	wid := strings.TrimSpace(*id)
 	if wid == "" {
 		if wid, err = newWorkflowID(e.now(), nil); err != nil {
@@ -106,19 +106,9 @@ with "starter watch ID".`)
 		return c.temporalError("start workflow", "", err)
 	}
 
-	started := startedInfo{
-		WorkflowID: wr.GetID(), RunID: wr.GetRunID(), Namespace: c.namespace, TaskQueue: tq, UIURL: c.uiLink(wr.GetID()),
-	}
-	switch {
-	case *asJSON && !*wait:
-		return writeJSON(e.stdout, started)
-	case !*asJSON:
-		started.print(e.stdout, *wait)
-	}
-	if !*wait {
-		return nil
-	}
-	return finish(ctx, c, e, wr.GetID(), wr.GetRunID(), *asJSON, printReport)
+	return afterStart(e, c, wr, tq, *wait, *asJSON, "Started ComfyRun "+wr.GetID(), "", func() error {
+		return finish(ctx, c, e, wr.GetID(), wr.GetRunID(), *asJSON, printReport)
+	})
 }
 
 // loadInput reads the -f document, if any, and lays the flags over it.
@@ -156,7 +146,7 @@ func bullets(err error) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-// startedInfo is what `run` prints once the workflow exists.
+// startedInfo is what every start prints once the workflow exists.
 type startedInfo struct {
 	WorkflowID string `json:"workflow_id"`
 	RunID      string `json:"run_id"`
@@ -165,13 +155,32 @@ type startedInfo struct {
 	UIURL      string `json:"ui_url"`
 }
 
-func (s startedInfo) print(w io.Writer, waiting bool) {
-	fmt.Fprintf(w, "Started ComfyRun %s\n", s.WorkflowID)
+// print leads with headline and, unless the command goes on to wait,
+// says how to follow the workflow with the watch of group sub ("batch ").
+func (s startedInfo) print(w io.Writer, headline, sub string, waiting bool) {
+	fmt.Fprintln(w, headline)
 	field(w, "temporal run", "%s", s.RunID)
 	field(w, "web ui", "%s", s.UIURL)
 	if !waiting {
-		field(w, "follow", "starter watch %s", s.WorkflowID)
+		field(w, "follow", "starter %swatch %s", sub, s.WorkflowID)
 	}
+}
+
+// afterStart is the end of run, batch, pipeline and retry-failed: print
+// what was started (JSON only when not waiting, since -wait's JSON is the
+// final report) and, with wait, follow it to the end with finish.
+func afterStart(e *env, c *conn, wr client.WorkflowRun, tq string, wait, asJSON bool, headline, sub string, finish func() error) error {
+	started := startedInfo{WorkflowID: wr.GetID(), RunID: wr.GetRunID(), Namespace: c.namespace, TaskQueue: tq, UIURL: c.uiLink(wr.GetID())}
+	switch {
+	case asJSON && !wait:
+		return writeJSON(e.stdout, started)
+	case !asJSON:
+		started.print(e.stdout, headline, sub, wait)
+	}
+	if !wait {
+		return nil
+	}
+	return finish()
 }
 
 // printDryRun shows exactly what would be sent, and the temporal CLI line

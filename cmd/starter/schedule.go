@@ -191,7 +191,7 @@ Exit codes: 0 created, 2 bad flags or file, or the schedule id exists,
 			return withCode(exitUsage, err)
 		}
 	}
-	tq := firstNonEmpty(*taskQueue, e.getenv("COMFY_TASK_QUEUE"), defaultTaskQueue)
+	tq := e.taskQueue(*taskQueue)
 	act, err := scheduleAction(e, *kindName, *file, sid, tq)
 	if err != nil {
 		problems = append(problems, err)

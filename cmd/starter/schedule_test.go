@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -138,12 +137,10 @@ func TestScheduleCommandsUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var out bytes.Buffer
-			e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, getenv: func(string) string { return "" }, now: time.Now}
-			code := e.main(context.Background(), tt.args)
-			assert.Equal(t, tt.code, code, out.String())
+			code, out := runMain(tt.args...)
+			assert.Equal(t, tt.code, code, out)
 			for _, w := range tt.want {
-				assert.Contains(t, out.String(), w)
+				assert.Contains(t, out, w)
 			}
 		})
 	}
