@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -31,5 +32,8 @@ func recordHistory(t *testing.T, e *env, workflowID, name string) {
 	path := filepath.Join("..", "workflows", "testdata", name+".history.json")
 	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
 	require.NoError(t, os.WriteFile(path, raw, 0o644))
+	// Child workflow ids derive from the parent's id, so the replay test
+	// needs the original id, which the history itself does not hold.
+	require.NoError(t, os.WriteFile(strings.TrimSuffix(path, ".history.json")+".workflow-id", []byte(workflowID+"\n"), 0o644))
 	t.Logf("recorded %s", path)
 }

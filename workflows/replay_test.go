@@ -1,11 +1,15 @@
 package workflows
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 )
 
 // TestReplayRecordedHistories replays histories recorded from real runs on
@@ -19,7 +23,18 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			replayer := worker.NewWorkflowReplayer()
 			Register(replayer)
-			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, file))
+			f, err := os.Open(file)
+			require.NoError(t, err)
+			defer f.Close()
+			history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			opts := worker.ReplayWorkflowHistoryOptions{}
+			// Histories whose children derive their ids from the parent's
+			// carry the original id beside them.
+			if id, err := os.ReadFile(strings.TrimSuffix(file, ".history.json") + ".workflow-id"); err == nil {
+				opts.OriginalExecution = workflow.Execution{ID: strings.TrimSpace(string(id))}
+			}
+			require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, history, opts))
 		})
 	}
 }
