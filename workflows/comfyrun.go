@@ -85,6 +85,7 @@ func (r *comfyRun) setup(ctx workflow.Context) error {
 	}
 	if err := r.in.validate(); err != nil {
 		r.status.Phase, r.status.Error = PhaseFailed, err.Error()
+		r.upsert(ctx, "rejected") // findable like any other rejected run
 		return err
 	}
 

@@ -330,6 +330,7 @@ func TestInvalidInputFailsWithoutAnyActivity(t *testing.T) {
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterActivity(&activities.Activities{})
 	Register(env)
+	shown := recordComfyStatus(env)
 
 	env.ExecuteWorkflow(ComfyRun, ComfyRunInput{DeploymentID: "txt2img", GPU: "RTX9090", Retry: RetryPolicy{MaxAttempts: 99}})
 
@@ -339,6 +340,7 @@ func TestInvalidInputFailsWithoutAnyActivity(t *testing.T) {
 	require.Contains(t, appErr.Error(), `deployment_id "txt2img" is not a UUID`)
 	require.Contains(t, appErr.Error(), `gpu "RTX9090"`)
 	require.Contains(t, appErr.Error(), "retry.max_attempts")
+	require.Equal(t, []string{"rejected"}, *shown, "an invalid run is findable by ComfyStatus")
 }
 
 func (s *comfyRunSuite) TestPreflightFromAParentIsNotRepeated() {
