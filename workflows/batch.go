@@ -28,6 +28,9 @@ const (
 	maxStartTries = 5
 	// detailsEvery limits how often ended items refresh the UI details.
 	detailsEvery = 10
+	// recheckEvery bounds how often a deployment with failing items is
+	// checked again.
+	recheckEvery = time.Minute
 )
 
 // Batch phases, shown in the progress query and the ComfyStatus search
@@ -89,6 +92,8 @@ type batch struct {
 	// channel before it runs, and a continue-as-new in between would lose it.
 	signals []workflow.ReceiveChannel
 	drains  []func()
+	// rechecking counts deployment checks in flight (see recheckPool).
+	rechecking int
 }
 
 func (b *batch) setup(ctx workflow.Context) error {
@@ -194,6 +199,7 @@ func (b *batch) run(ctx workflow.Context) (*ComfyBatchResult, error) {
 	b.setPhase(ctx, b.currentPhase())
 	for {
 		b.drainSignals()
+		b.recheckPool(ctx)
 		if b.st.CancelAsked && !b.cancelSent {
 			b.cancelInFlight()
 		}
@@ -260,6 +266,9 @@ func (b *batch) checkPool() error {
 		}
 		m.Preflight, m.Error = &pre, ""
 	}
+	for _, i := range members {
+		b.st.Pool[i].CheckedAt = workflow.Now(b.ctx)
+	}
 	if b.in.State != nil {
 		return nil
 	}
@@ -276,6 +285,55 @@ func (b *batch) checkPool() error {
 		}
 	}
 	return nil
+}
+
+// recheckPool checks again, at most once per recheckEvery, each deployment
+// one of whose items failed: a machine that went into "error" or started
+// rebuilding stops taking items, and one that recovered takes them again.
+// Deployments are otherwise checked once per batch, not per item.
+func (b *batch) recheckPool(ctx workflow.Context) {
+	// Batches started before re-checks existed must replay without them.
+	if workflow.GetVersion(ctx, "recheck-failing-deployments", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	now := workflow.Now(ctx)
+	for i := range b.st.Pool {
+		m := &b.st.Pool[i]
+		if !m.Recheck || m.Preflight == nil || now.Sub(m.CheckedAt) < recheckEvery {
+			continue
+		}
+		m.Recheck, m.CheckedAt = false, now
+		b.rechecking++
+		id := m.DeploymentID
+		actx := workflow.WithActivityOptions(b.ctx, workflow.ActivityOptions{
+			Summary:             "Check deployment " + id + " again after a failed item",
+			StartToCloseTimeout: time.Minute,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
+		})
+		future := workflow.ExecuteActivity(actx, a.Preflight, activities.PreflightRequest{DeploymentID: id, SkipInputCheck: true})
+		workflow.Go(b.ctx, func(gctx workflow.Context) {
+			defer func() { b.rechecking-- }()
+			var pre activities.PreflightResult
+			err := future.Get(gctx, &pre)
+			m := b.member(id)
+			switch {
+			case err == nil:
+				m.Preflight, m.Error = &pre, ""
+			case temporal.IsApplicationError(err) && !isRetryableApplicationError(err):
+				// The deployment can no longer take runs; continue-as-new
+				// checks it again.
+				m.Preflight, m.Error = nil, err.Error()
+				b.logger.Warn("Deployment failed its re-check; it takes no more items", "DeploymentId", id, "Error", err)
+			default:
+				b.logger.Warn("Could not re-check deployment; keeping it", "DeploymentId", id, "Error", err)
+			}
+		})
+	}
+}
+
+func isRetryableApplicationError(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && !appErr.NonRetryable()
 }
 
 func cmpErr(first, err error) error {
@@ -587,6 +645,9 @@ func (b *batch) record(f Flight, inputs map[string]any, line activities.BatchIte
 		b.st.Failed++
 		if m != nil {
 			m.Failed++
+			// A run that failed for a reason other than its own inputs may
+			// mean the machine changed state: check the deployment again.
+			m.Recheck = m.Recheck || line.ErrorType != preflight.KindInvalidInput
 		}
 	}
 	b.st.Unflushed = append(b.st.Unflushed, line)
@@ -788,7 +849,7 @@ func (b *batch) drainSignals() {
 // starts (their futures do not survive), applies buffered signals, writes
 // the results so far, and lets update handlers finish.
 func (b *batch) continueAsNew(ctx workflow.Context) (*ComfyBatchResult, error) {
-	_ = workflow.Await(b.ctx, func() bool { return b.starting == 0 })
+	_ = workflow.Await(b.ctx, func() bool { return b.starting == 0 && b.rechecking == 0 })
 	b.drainSignals()
 	if err := b.flush(); err != nil {
 		return nil, err

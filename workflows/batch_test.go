@@ -114,6 +114,9 @@ type batchEnv struct {
 	store *outputstore.Dir
 	// preflights counts Preflight calls per deployment.
 	preflights map[string]int
+	// breaksAfter makes a deployment's checks fail (machine in error) after
+	// that many successful ones.
+	breaksAfter map[string]int
 }
 
 // txt2imgTypes mirrors the simulator's txt2img deployment.
@@ -149,6 +152,9 @@ func newBatchEnv(t *testing.T, store *outputstore.Dir, limits map[string]int, no
 		mu.Unlock()
 		if !req.SkipInputCheck {
 			return nil, errors.New("a batch must not check inputs at preflight")
+		}
+		if n, ok := b.breaksAfter[req.DeploymentID]; ok && b.preflights[req.DeploymentID] > n {
+			return nil, temporal.NewNonRetryableApplicationError("machine of "+req.DeploymentID+" is in status \"error\"", preflight.KindMachineNotReady, nil)
 		}
 		if slices.Contains(notReady, req.DeploymentID) {
 			return nil, temporal.NewNonRetryableApplicationError("machine of "+req.DeploymentID+" is building", preflight.KindMachineNotReady, nil)
@@ -638,4 +644,33 @@ func TestBatchExampleIsValid(t *testing.T) {
 	require.Equal(t, BatchSucceeded, res.Status)
 	require.Equal(t, 20, res.Succeeded, "every row of the example is valid for txt2img")
 	require.Equal(t, 20, res.Total)
+}
+
+func TestBatchChecksAFailingDeploymentAgainAndStopsUsingIt(t *testing.T) {
+	b := newBatchEnv(t, nil, nil)
+	// Pool A's machine breaks after the batch started: its items fail, and
+	// its re-check says the machine is in error.
+	b.breaksAfter = map[string]int{poolA: 1}
+	b.runs.decide = func(in ComfyRunInput, _ int) outcome {
+		if in.DeploymentID == poolA {
+			return outcome{status: "failed", took: 2 * time.Minute}
+		}
+		return outcome{took: 2 * time.Minute}
+	}
+
+	b.env.ExecuteWorkflow(ComfyBatchWorkflow, ComfyBatchInput{Deployments: []string{poolA, poolB}, Items: prompts(12), MaxConcurrency: 2})
+
+	res := b.result()
+	require.Equal(t, 12, res.Succeeded+res.Failed)
+	served := map[string]int{}
+	for _, s := range b.runs.startedIDs() {
+		_, dep, _ := strings.Cut(s, "@")
+		served[dep]++
+	}
+	// The re-check runs beside the window, so at most one more item may go
+	// to the deployment before the check returns.
+	require.LessOrEqual(t, served[poolA], 2, "after its first failure and re-check, the broken deployment takes no more items")
+	require.Equal(t, 12, served[poolA]+served[poolB])
+	require.Equal(t, 2, b.preflights[poolA], "one check at the start, one after the failure")
+	require.Contains(t, res.PerDeployment[0].Error, "error")
 }

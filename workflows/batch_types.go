@@ -196,6 +196,11 @@ type PoolMember struct {
 	Failed    int     `json:"failed,omitempty"`
 	Moved     int     `json:"moved,omitempty"`
 	GPUSecs   float64 `json:"gpu_seconds,omitempty"`
+	// Recheck asks for a new check of the deployment: one of its items
+	// failed, perhaps because its machine changed state. CheckedAt is when
+	// it was last checked.
+	Recheck   bool      `json:"recheck,omitempty"`
+	CheckedAt time.Time `json:"checked_at,omitzero"`
 }
 
 // ComfyBatchResult is the JSON result of a ComfyBatch.
