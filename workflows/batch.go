@@ -82,11 +82,10 @@ type batch struct {
 	starting  int
 	takenHere int
 
-	cancelSent        bool
-	workflowCancelled bool
-	phase             string
-	shownStatus       string
-	sinceShown        int
+	cancelSent  bool
+	phase       string
+	shownStatus string
+	sinceShown  int
 	// Signals stay buffered in their channels until the main loop drains
 	// them. A goroutine blocked in Receive would take a value off the
 	// channel before it runs, and a continue-as-new in between would lose it.
@@ -158,7 +157,7 @@ func (b *batch) setup(ctx workflow.Context) error {
 	// Cancelling the workflow itself works like the cancel signal.
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		gctx.Done().Receive(gctx, nil)
-		b.workflowCancelled = true
+		b.st.WorkflowCancelled = true
 		b.askCancel(b.ctx, "workflow cancelled")
 	})
 
@@ -269,8 +268,8 @@ func (b *batch) checkPool() error {
 	for _, i := range members {
 		b.st.Pool[i].CheckedAt = workflow.Now(b.ctx)
 	}
-	if b.in.State != nil {
-		return nil
+	if b.st.Runs > 0 {
+		return nil // the first run's checks below already passed
 	}
 	if b.choose(nil) == nil && firstErr != nil {
 		return firstErr // no deployment can take a run: fail before any is submitted
@@ -891,7 +890,7 @@ func (b *batch) finish(ctx workflow.Context) (*ComfyBatchResult, error) {
 	}
 	res := b.result(manifest.Path)
 	b.setPhase(b.ctx, res.Status)
-	if b.workflowCancelled {
+	if b.st.WorkflowCancelled {
 		return nil, temporal.NewCanceledError(res)
 	}
 	return res, nil

@@ -155,10 +155,13 @@ type BatchState struct {
 	MaxConcurrency int          `json:"max_concurrency"`
 	Paused         bool         `json:"paused,omitempty"`
 	CancelAsked    bool         `json:"cancel_asked,omitempty"`
-	StoppedBy      string       `json:"stopped_by,omitempty"`
-	SourceError    string       `json:"source_error,omitempty"`
-	StartedAt      time.Time    `json:"started_at"`
-	Runs           int          `json:"runs"`
+	// WorkflowCancelled: the batch workflow itself was cancelled (not just
+	// signalled), so it must end Canceled even after a continue-as-new.
+	WorkflowCancelled bool      `json:"workflow_cancelled,omitempty"`
+	StoppedBy         string    `json:"stopped_by,omitempty"`
+	SourceError       string    `json:"source_error,omitempty"`
+	StartedAt         time.Time `json:"started_at"`
+	Runs              int       `json:"runs"`
 }
 
 // Flight is an item whose ComfyRun is running.

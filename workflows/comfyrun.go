@@ -198,6 +198,12 @@ func (r *comfyRun) attempt(ctx workflow.Context, n int) (*activities.Attempt, er
 	if err != nil {
 		att.Error = err.Error()
 		r.recordAttempt(att)
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeSubmitUnconfirmed {
+			// Every try's outcome stayed unknown: a run may exist that no
+			// one waits for. Cancel it by its token rather than pay for it.
+			r.cancelRemote(ctx, "submission outcome unknown")
+		}
 		return nil, err
 	}
 	att.RunID, att.Reconciled, att.Status = sub.RunID, sub.Reconciled, "not-started"
@@ -278,6 +284,20 @@ func (r *comfyRun) cancelled(ctx workflow.Context) (*ComfyRunResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	defer r.releaseSlot(dctx)
 	r.setPhase(dctx, PhaseCancelling)
+	r.cancelRemote(dctx, "workflow cancelled")
+	if r.result.Status == "" {
+		r.result.Status = "cancelled"
+	}
+	r.upsert(dctx, "cancelled")
+	r.setPhase(dctx, PhaseCancelled)
+	return nil, temporal.NewCanceledError(r.result)
+}
+
+// cancelRemote cancels the current attempt's ComfyDeploy run, found by its
+// run id or, when the submission's outcome is unknown, by its correlation
+// token. It runs on a disconnected context so it works after cancellation.
+func (r *comfyRun) cancelRemote(ctx workflow.Context, why string) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	req := activities.CancelRequest{RunID: r.status.RunID}
 	if req.RunID == "" && r.pending != nil && r.pre != nil {
 		req.ComfyWorkflowID, req.CorrelationToken = r.pre.ComfyWorkflowID, r.pending.CorrelationToken
@@ -300,16 +320,10 @@ func (r *comfyRun) cancelled(ctx workflow.Context) (*ComfyRunResult, error) {
 		if n := len(r.result.Attempts); n > 0 {
 			last := &r.result.Attempts[n-1]
 			last.Status = cmp.Or(res.FinalStatus, last.Status)
-			last.Error = "workflow cancelled: " + res.Message
+			last.Error = why + ": " + res.Message
 		}
-		r.logger.Info("Workflow cancelled", "RunId", res.RunID, "CancelSupported", res.Supported, "FinalStatus", res.FinalStatus)
+		r.logger.Info("Cancelled the remote run", "RunId", res.RunID, "CancelSupported", res.Supported, "FinalStatus", res.FinalStatus)
 	}
-	if r.result.Status == "" {
-		r.result.Status = "cancelled"
-	}
-	r.upsert(dctx, "cancelled")
-	r.setPhase(dctx, PhaseCancelled)
-	return nil, temporal.NewCanceledError(r.result)
 }
 
 func (r *comfyRun) unsuccessful(att *activities.Attempt) error {

@@ -355,3 +355,21 @@ func (s *comfyRunSuite) TestPreflightFromAParentIsNotRepeated() {
 	s.Equal("gpu-pool-a", s.result().MachineName)
 	s.env.AssertNotCalled(s.T(), "Preflight", mock.Anything, mock.Anything)
 }
+
+func (s *comfyRunSuite) TestUnconfirmedSubmitIsCancelledByTokenBeforeFailing() {
+	s.preflightOK(true)
+	var token string
+	s.env.OnActivity(a.Submit, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.SubmitRequest) (*activities.SubmitResult, error) {
+		token = r.CorrelationToken
+		return nil, temporal.NewApplicationError("outcome unknown", activities.ErrTypeSubmitUnconfirmed)
+	})
+	s.env.OnActivity(a.CancelRun, mock.Anything, mock.MatchedBy(func(r activities.CancelRequest) bool {
+		return r.RunID == "" && r.CorrelationToken == token
+	})).Return(&activities.CancelResult{RunID: "run-late", Supported: true, FinalStatus: "cancelled", Message: "run cancelled at ComfyDeploy"}, nil).Once()
+
+	s.env.ExecuteWorkflow(ComfyRun, input())
+
+	s.Require().Error(s.env.GetWorkflowError())
+	s.Equal(PhaseFailed, s.status().Phase)
+	s.Contains(s.status().Attempts[0].Error, "submission outcome unknown: run cancelled at ComfyDeploy")
+}

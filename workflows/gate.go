@@ -41,6 +41,8 @@ type GateState struct {
 	// LastGroup is the group served last; the next grant goes to the next
 	// group in name order, so one large batch cannot starve another.
 	LastGroup string `json:"last_group,omitempty"`
+	// NextLeaseCheck is when the holders are next checked for having ended.
+	NextLeaseCheck time.Time `json:"next_lease_check,omitzero"`
 }
 
 // DeploymentGate is a fair counting semaphore for one deployment: runs that
@@ -62,32 +64,43 @@ func DeploymentGate(ctx workflow.Context, in GateInput) error {
 		timerCtx, cancelTimer := workflow.WithCancel(ctx)
 		wait := gateIdle
 		if len(st.Holders) > 0 {
-			wait = gateLeaseCheck
+			// The lease check has its own schedule: on a busy gate every
+			// signal would otherwise restart the wait and it would never run.
+			if st.NextLeaseCheck.IsZero() {
+				st.NextLeaseCheck = workflow.Now(ctx).Add(gateLeaseCheck)
+			}
+			wait = max(st.NextLeaseCheck.Sub(workflow.Now(ctx)), time.Second)
+		} else {
+			st.NextLeaseCheck = time.Time{}
 		}
 		timedOut := false
 		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(acquire, func(c workflow.ReceiveChannel, _ bool) {
-			var r activities.GateRequest
-			c.Receive(ctx, &r)
-			st.enqueue(r)
-		})
+		// Releases before acquires: a holder's new acquire must not be
+		// taken for a retry of the one its pending release ends.
 		sel.AddReceive(release, func(c workflow.ReceiveChannel, _ bool) {
 			var r activities.GateRequest
 			c.Receive(ctx, &r)
 			st.remove(r.Holder)
+		})
+		sel.AddReceive(acquire, func(c workflow.ReceiveChannel, _ bool) {
+			var r activities.GateRequest
+			c.Receive(ctx, &r)
+			st.enqueue(r)
 		})
 		sel.AddFuture(workflow.NewTimer(timerCtx, wait), func(workflow.Future) { timedOut = true })
 		sel.Select(ctx)
 		cancelTimer()
 
 		if timedOut {
-			if len(st.Holders) == 0 && len(st.Waiting) == 0 {
+			switch {
+			case len(st.Holders) == 0 && len(st.Waiting) == 0:
 				// Idle: complete, but not before taking any signal that raced in.
 				if !drain(ctx, acquire, release, st) {
 					return nil
 				}
-			} else {
+			case !workflow.Now(ctx).Before(st.NextLeaseCheck):
 				reclaimClosedHolders(ctx, st)
+				st.NextLeaseCheck = workflow.Now(ctx).Add(gateLeaseCheck)
 			}
 		}
 		st.grant(ctx)
@@ -95,8 +108,15 @@ func DeploymentGate(ctx workflow.Context, in GateInput) error {
 			break
 		}
 	}
-	drain(ctx, acquire, release, st)
-	st.grant(ctx)
+	// grant yields while it signals holders, and signals that arrive then
+	// would be lost by continue-as-new: repeat until none is left.
+	for {
+		drain(ctx, acquire, release, st)
+		st.grant(ctx)
+		if acquire.Len() == 0 && release.Len() == 0 {
+			break
+		}
+	}
 	logger.Info("Gate continues as new", "Holders", len(st.Holders), "Waiting", len(st.Waiting))
 	return workflow.NewContinueAsNewError(ctx, DeploymentGate, GateInput{DeploymentID: in.DeploymentID, State: st})
 }
@@ -107,10 +127,10 @@ func drain(ctx workflow.Context, acquire, release workflow.ReceiveChannel, st *G
 	for {
 		var r activities.GateRequest
 		switch {
-		case acquire.ReceiveAsync(&r):
-			st.enqueue(r)
 		case release.ReceiveAsync(&r):
 			st.remove(r.Holder)
+		case acquire.ReceiveAsync(&r):
+			st.enqueue(r)
 		default:
 			return got
 		}

@@ -95,3 +95,21 @@ func TestGateReclaimsSlotsOfClosedHolders(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	assert.Equal(t, []string{"dead", "next"}, *granted, "a terminated holder's slot is taken back by the lease check")
 }
+
+func TestGateChecksLeasesEvenWhenBusy(t *testing.T) {
+	env, granted := newGateEnv(t)
+	env.OnActivity(a.ClosedHolders, mock.Anything, []string{"dead"}).Return([]string{"dead"}, nil).Once()
+	acquireAt(env, time.Second, "dead", "", 1)
+	acquireAt(env, 2*time.Second, "next", "", 1)
+	// Traffic every minute must not postpone the lease check: "next" gets
+	// the dead holder's slot long before it gives up at minute 20.
+	for i := 1; i <= 19; i++ {
+		acquireAt(env, time.Duration(i)*time.Minute, "next", "", 1)
+	}
+	releaseAt(env, 20*time.Minute, "next")
+
+	env.ExecuteWorkflow(DeploymentGate, GateInput{DeploymentID: testDeployment})
+
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"dead", "next"}, *granted)
+}
