@@ -31,6 +31,9 @@ const (
 	// recheckEvery bounds how often a deployment with failing items is
 	// checked again.
 	recheckEvery = time.Minute
+	// orphanCheckEvery is how often children started before the last
+	// continue-as-new are checked for having closed without reporting.
+	orphanCheckEvery = 5 * time.Minute
 )
 
 // Batch phases, shown in the progress query and the ComfyStatus search
@@ -93,6 +96,10 @@ type batch struct {
 	drains  []func()
 	// rechecking counts deployment checks in flight (see recheckPool).
 	rechecking int
+	// watched marks items this run started (it has their futures);
+	// nextOrphanCheck is when the others are next checked (checkOrphans).
+	watched         map[int]bool
+	nextOrphanCheck time.Time
 }
 
 func (b *batch) setup(ctx workflow.Context) error {
@@ -100,7 +107,7 @@ func (b *batch) setup(ctx workflow.Context) error {
 	b.id = info.WorkflowExecution.ID
 	b.logger = log.With(workflow.GetLogger(ctx), "BatchId", b.id)
 	b.ctx, _ = workflow.NewDisconnectedContext(ctx)
-	b.inputs, b.unstarted = map[int]map[string]any{}, map[int]bool{}
+	b.inputs, b.unstarted, b.watched = map[int]map[string]any{}, map[int]bool{}, map[int]bool{}
 	b.phase = BatchPhasePreflight
 	b.st = b.in.State
 	if b.st == nil {
@@ -226,12 +233,82 @@ func (b *batch) run(ctx workflow.Context) (*ComfyBatchResult, error) {
 			return b.signalsPending() || b.canTake() || b.done() || (b.st.CancelAsked && !b.cancelSent) ||
 				len(b.st.Unflushed) >= flushEvery || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 		}
-		if wait, ok := b.nextRequeue(); ok && b.canStartMore() {
+		if b.checkOrphans(ctx) {
+			continue
+		}
+		wait, ok := b.nextRequeue()
+		ok = ok && b.canStartMore()
+		if d, check := b.untilOrphanCheck(ctx); check && (!ok || d < wait) {
+			wait, ok = d, true
+		}
+		if ok {
 			_, _ = workflow.AwaitWithTimeout(b.ctx, wait, wake)
 		} else {
 			_ = workflow.Await(b.ctx, wake)
 		}
 	}
+}
+
+// carried lists the children in flight that an earlier run of the batch
+// started: only their report signal tells this run that they ended.
+func (b *batch) carried() []string {
+	var ids []string
+	for _, f := range b.st.InFlight {
+		if !b.watched[f.Index] {
+			ids = append(ids, b.childID(f.Index))
+		}
+	}
+	return ids
+}
+
+// untilOrphanCheck says how long until carried children are next checked.
+func (b *batch) untilOrphanCheck(ctx workflow.Context) (time.Duration, bool) {
+	if len(b.carried()) == 0 || !b.orphanChecks(ctx) {
+		return 0, false
+	}
+	if b.nextOrphanCheck.IsZero() {
+		b.nextOrphanCheck = workflow.Now(ctx).Add(orphanCheckEvery)
+	}
+	return max(b.nextOrphanCheck.Sub(workflow.Now(ctx)), time.Second), true
+}
+
+// checkOrphans records as failed the carried children that closed without
+// reporting (terminated, or timed out), which would otherwise keep the
+// batch waiting forever. It reports whether it ran.
+func (b *batch) checkOrphans(ctx workflow.Context) bool {
+	ids := b.carried()
+	if len(ids) == 0 || !b.orphanChecks(ctx) || b.nextOrphanCheck.IsZero() || workflow.Now(ctx).Before(b.nextOrphanCheck) {
+		return false
+	}
+	b.nextOrphanCheck = workflow.Now(ctx).Add(orphanCheckEvery)
+	actx := workflow.WithActivityOptions(b.ctx, workflow.ActivityOptions{
+		Summary:             fmt.Sprintf("Check %d items started before the last continue-as-new", len(ids)),
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var closed []string
+	if err := workflow.ExecuteActivity(actx, a.ClosedHolders, ids).Get(b.ctx, &closed); err != nil {
+		b.logger.Warn("Could not check items in flight", "Error", err)
+		return true
+	}
+	b.drainSignals() // a report may have arrived while checking
+	for _, id := range closed {
+		for _, f := range b.st.InFlight {
+			if b.childID(f.Index) != id {
+				continue
+			}
+			b.st.InFlight = slices.DeleteFunc(b.st.InFlight, func(x Flight) bool { return x.Index == f.Index })
+			b.record(f, b.inputs[f.Index], activities.BatchItemResult{Status: activities.ItemFailed,
+				Error: "the item's run " + id + " closed without reporting (terminated or timed out); see its history"})
+			break
+		}
+	}
+	return true
+}
+
+// orphanChecks is false for batches that started before the check existed.
+func (b *batch) orphanChecks(ctx workflow.Context) bool {
+	return workflow.GetVersion(ctx, "check-orphaned-items", workflow.DefaultVersion, 1) == 1
 }
 
 // checkPool checks every deployment of the pool once at the start of the
@@ -488,7 +565,7 @@ func (b *batch) start(f Flight, inputs map[string]any, tries int, prevErr string
 	})
 	m.Served++
 	b.st.InFlight = append(b.st.InFlight, f)
-	b.inputs[f.Index], b.unstarted[f.Index] = inputs, true
+	b.inputs[f.Index], b.unstarted[f.Index], b.watched[f.Index] = inputs, true, true
 	b.starting++
 	future := workflow.ExecuteChildWorkflow(cctx, ComfyRunWorkflow, child)
 	workflow.Go(b.ctx, func(ctx workflow.Context) { b.watch(ctx, f, inputs, tries, future) })

@@ -674,3 +674,26 @@ func TestBatchChecksAFailingDeploymentAgainAndStopsUsingIt(t *testing.T) {
 	require.Equal(t, 2, b.preflights[poolA], "one check at the start, one after the failure")
 	require.Contains(t, res.PerDeployment[0].Error, "error")
 }
+
+func TestBatchRecordsAnItemWhoseRunClosedWithoutReporting(t *testing.T) {
+	b := newBatchEnv(t, nil, nil)
+	// A previous run of the batch started item 0 and continued as new; the
+	// item's workflow was then terminated, so no report will ever come.
+	b.env.OnActivity(a.ClosedHolders, mock.Anything, []string{batchID + "/0"}).Return([]string{batchID + "/0"}, nil).Once()
+	pre := &activities.PreflightResult{DeploymentID: poolA, ComfyWorkflowID: "wf-1", GPU: "A10G", CanCancel: true, InputTypes: txt2imgTypes()}
+
+	b.env.ExecuteWorkflow(ComfyBatchWorkflow, ComfyBatchInput{
+		Deployments: []string{poolA}, Items: prompts(1), MaxConcurrency: 1,
+		State: &BatchState{
+			Taken: 1, EOF: true, Total: 1, Runs: 1, MaxConcurrency: 1,
+			InFlight: []Flight{{Index: 0, Dispatch: 1, Deployment: poolA}},
+			Pool:     []PoolMember{{DeploymentID: poolA, Preflight: pre, Served: 1}},
+		},
+	})
+
+	res := b.result()
+	require.Equal(t, 1, res.Failed, "the batch ends instead of waiting forever")
+	line := readResults(t, res.ResultsPath)[0]
+	require.Contains(t, line.Error, "closed without reporting")
+	require.Empty(t, b.runs.startedIDs(), "the item is not submitted again")
+}
