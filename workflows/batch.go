@@ -100,6 +100,10 @@ type batch struct {
 	// nextOrphanCheck is when the others are next checked (checkOrphans).
 	watched         map[int]bool
 	nextOrphanCheck time.Time
+	// rechecks is true once re-checks are on (see recheckPool); checking
+	// marks deployments whose check is in flight.
+	rechecks bool
+	checking map[string]bool
 }
 
 func (b *batch) setup(ctx workflow.Context) error {
@@ -108,6 +112,7 @@ func (b *batch) setup(ctx workflow.Context) error {
 	b.logger = log.With(workflow.GetLogger(ctx), "BatchId", b.id)
 	b.ctx, _ = workflow.NewDisconnectedContext(ctx)
 	b.inputs, b.unstarted, b.watched = map[int]map[string]any{}, map[int]bool{}, map[int]bool{}
+	b.checking = map[string]bool{}
 	b.phase = BatchPhasePreflight
 	b.st = b.in.State
 	if b.st == nil {
@@ -241,6 +246,9 @@ func (b *batch) run(ctx workflow.Context) (*ComfyBatchResult, error) {
 		if d, check := b.untilOrphanCheck(ctx); check && (!ok || d < wait) {
 			wait, ok = d, true
 		}
+		if d, check := b.untilRecheck(ctx); check && (!ok || d < wait) {
+			wait, ok = d, true
+		}
 		if ok {
 			_, _ = workflow.AwaitWithTimeout(b.ctx, wait, wake)
 		} else {
@@ -372,12 +380,20 @@ func (b *batch) recheckPool(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, "recheck-failing-deployments", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return
 	}
+	b.rechecks = true
 	now := workflow.Now(ctx)
+	down := b.poolDown()
 	for i := range b.st.Pool {
 		m := &b.st.Pool[i]
-		if !m.Recheck || m.Preflight == nil || now.Sub(m.CheckedAt) < recheckEvery {
+		due := now.Sub(m.CheckedAt) >= recheckEvery
+		failing := m.Recheck && m.Preflight != nil
+		// While no deployment is ready, the failed ones are checked every
+		// recheckEvery so the batch resumes by itself when one recovers.
+		recovering := down && m.Preflight == nil
+		if !due || !(failing || recovering) || b.checking[m.DeploymentID] {
 			continue
 		}
+		b.checking[m.DeploymentID] = true
 		m.Recheck, m.CheckedAt = false, now
 		b.rechecking++
 		id := m.DeploymentID
@@ -388,7 +404,7 @@ func (b *batch) recheckPool(ctx workflow.Context) {
 		})
 		future := workflow.ExecuteActivity(actx, a.Preflight, activities.PreflightRequest{DeploymentID: id, SkipInputCheck: true})
 		workflow.Go(b.ctx, func(gctx workflow.Context) {
-			defer func() { b.rechecking-- }()
+			defer func() { b.rechecking--; delete(b.checking, id) }()
 			var pre activities.PreflightResult
 			err := future.Get(gctx, &pre)
 			m := b.member(id)
@@ -405,6 +421,23 @@ func (b *batch) recheckPool(ctx workflow.Context) {
 			}
 		})
 	}
+}
+
+// poolDown reports whether no deployment of the pool can take an item.
+func (b *batch) poolDown() bool { return b.choose(nil) == nil }
+
+// untilRecheck says how long until a down pool is checked again.
+func (b *batch) untilRecheck(ctx workflow.Context) (time.Duration, bool) {
+	if !b.rechecks || !b.poolDown() {
+		return 0, false
+	}
+	next := recheckEvery
+	for _, m := range b.st.Pool {
+		if m.Preflight == nil {
+			next = min(next, recheckEvery-workflow.Now(ctx).Sub(m.CheckedAt))
+		}
+	}
+	return max(next, time.Second), true
 }
 
 func isRetryableApplicationError(err error) bool {
@@ -435,6 +468,11 @@ func (b *batch) canStartMore() bool {
 // canTake says whether an item can be taken now.
 func (b *batch) canTake() bool {
 	if !b.canStartMore() {
+		return false
+	}
+	if b.rechecks && b.poolDown() {
+		// Every deployment failed a re-check: hold the items until one
+		// recovers (recheckPool) rather than fail them all at once.
 		return false
 	}
 	if _, ok := b.readyRequeue(); ok {

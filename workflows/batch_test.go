@@ -115,8 +115,9 @@ type batchEnv struct {
 	// preflights counts Preflight calls per deployment.
 	preflights map[string]int
 	// breaksAfter makes a deployment's checks fail (machine in error) after
-	// that many successful ones.
+	// that many successful ones, until recoversAt checks were made (0: never).
 	breaksAfter map[string]int
+	recoversAt  map[string]int
 }
 
 // txt2imgTypes mirrors the simulator's txt2img deployment.
@@ -153,7 +154,8 @@ func newBatchEnv(t *testing.T, store *outputstore.Dir, limits map[string]int, no
 		if !req.SkipInputCheck {
 			return nil, errors.New("a batch must not check inputs at preflight")
 		}
-		if n, ok := b.breaksAfter[req.DeploymentID]; ok && b.preflights[req.DeploymentID] > n {
+		if n, ok := b.breaksAfter[req.DeploymentID]; ok && b.preflights[req.DeploymentID] > n &&
+			(b.recoversAt[req.DeploymentID] == 0 || b.preflights[req.DeploymentID] < b.recoversAt[req.DeploymentID]) {
 			return nil, temporal.NewNonRetryableApplicationError("machine of "+req.DeploymentID+" is in status \"error\"", preflight.KindMachineNotReady, nil)
 		}
 		if slices.Contains(notReady, req.DeploymentID) {
@@ -696,4 +698,29 @@ func TestBatchRecordsAnItemWhoseRunClosedWithoutReporting(t *testing.T) {
 	line := readResults(t, res.ResultsPath)[0]
 	require.Contains(t, line.Error, "closed without reporting")
 	require.Empty(t, b.runs.startedIDs(), "the item is not submitted again")
+}
+
+func TestBatchHoldsItemsWhileNoDeploymentIsReadyAndResumes(t *testing.T) {
+	b := newBatchEnv(t, nil, nil)
+	// The only deployment's machine fails once and recovers: its second check
+	// fails, its third (a minute later) passes.
+	b.breaksAfter, b.recoversAt = map[string]int{poolA: 1}, map[string]int{poolA: 3}
+	failed := false
+	b.runs.decide = func(ComfyRunInput, int) outcome {
+		if !failed {
+			failed = true
+			return outcome{status: "failed", took: 2 * time.Minute}
+		}
+		return outcome{took: 2 * time.Minute}
+	}
+
+	b.env.ExecuteWorkflow(ComfyBatchWorkflow, ComfyBatchInput{Deployments: []string{poolA}, Items: prompts(4), MaxConcurrency: 1})
+
+	res := b.result()
+	require.Equal(t, 1, res.Failed, "only the item that really failed")
+	require.Equal(t, 3, res.Succeeded, "the others waited for the deployment to recover")
+	require.Equal(t, 3, b.preflights[poolA])
+	for _, line := range readResults(t, res.ResultsPath) {
+		require.NotContains(t, line.Error, "no deployment of the pool is ready")
+	}
 }
