@@ -149,7 +149,8 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// quietLogger keeps the SDK's routine logs out of test output.
+// quietLogger keeps the SDK's routine logs out of test output;
+// DC_E2E_LOG=1 prints its warnings and errors when debugging a test.
 type quietLogger struct{}
 
 func (quietLogger) Debug(string, ...any) {}
