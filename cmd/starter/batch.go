@@ -277,23 +277,16 @@ func batchDetails(in workflows.ComfyBatchInput) string {
 
 // batchReport is the -json shape of batch status, watch and -wait.
 type batchReport struct {
-	WorkflowID      string                      `json:"workflow_id"`
-	RunID           string                      `json:"run_id"`
-	ExecutionStatus string                      `json:"execution_status"`
-	TaskQueue       string                      `json:"task_queue,omitempty"`
-	StartTime       *time.Time                  `json:"start_time,omitempty"`
-	CloseTime       *time.Time                  `json:"close_time,omitempty"`
-	Progress        *workflows.BatchProgress    `json:"progress,omitempty"`
-	ProgressError   string                      `json:"progress_error,omitempty"`
-	Result          *workflows.ComfyBatchResult `json:"result,omitempty"`
-	Error           *failureInfo                `json:"error,omitempty"`
-	UIURL           string                      `json:"ui_url"`
+	execution
+	Progress      *workflows.BatchProgress    `json:"progress,omitempty"`
+	ProgressError string                      `json:"progress_error,omitempty"`
+	Result        *workflows.ComfyBatchResult `json:"result,omitempty"`
+	Error         *failureInfo                `json:"error,omitempty"`
+	UIURL         string                      `json:"ui_url"`
 }
 
 func newBatchReport(c *conn, id string, desc *workflowservice.DescribeWorkflowExecutionResponse) *batchReport {
-	r := newReport(c, id, desc)
-	return &batchReport{WorkflowID: id, RunID: r.RunID, ExecutionStatus: r.ExecutionStatus, TaskQueue: r.TaskQueue,
-		StartTime: r.StartTime, CloseTime: r.CloseTime, UIURL: r.UIURL}
+	return &batchReport{execution: newExecution(id, desc), UIURL: c.uiLink(id)}
 }
 
 // exitCode: a workflow that completed may still report failed items or an

@@ -168,7 +168,7 @@ func TestBatchReportExitCode(t *testing.T) {
 		{"TimedOut", "", exitFailed},
 	}
 	for _, tt := range tests {
-		r := &batchReport{ExecutionStatus: tt.exec}
+		r := &batchReport{execution: execution{ExecutionStatus: tt.exec}}
 		if tt.status != "" {
 			r.Result = &workflows.ComfyBatchResult{Status: tt.status}
 		}
@@ -180,7 +180,8 @@ func TestPrintBatchReport(t *testing.T) {
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.Local)
 	end := start.Add(90 * time.Second)
 	r := &batchReport{
-		WorkflowID: "b-1", RunID: "r-1", ExecutionStatus: "Completed", StartTime: &start, CloseTime: &end, UIURL: "http://ui/b-1",
+		execution: execution{WorkflowID: "b-1", RunID: "r-1", ExecutionStatus: "Completed", StartTime: &start, CloseTime: &end},
+		UIURL:     "http://ui/b-1",
 		Result: &workflows.ComfyBatchResult{
 			BatchID: "b-1", Status: workflows.BatchStopped, StoppedBy: workflows.StoppedByBudget, Total: 10,
 			Succeeded: 6, Failed: 1, NotStarted: 3, GPUSeconds: 3600, EstimatedCostUSD: 1.1, ResultsPath: "out/b-1/results.jsonl",
@@ -206,7 +207,7 @@ func TestPrintBatchReport(t *testing.T) {
 		assert.Contains(t, out, want)
 	}
 
-	live := &batchReport{WorkflowID: "b-2", ExecutionStatus: "Running", UIURL: "u",
+	live := &batchReport{execution: execution{WorkflowID: "b-2", ExecutionStatus: "Running"}, UIURL: "u",
 		Progress: &workflows.BatchProgress{Total: 4, Succeeded: 1, Running: 2, Pending: 1, MaxConcurrency: 2, Paused: true, Phase: "paused", RatePerMinute: 2, ETA: "1m30s"}}
 	buf.Reset()
 	printBatchReport(&buf, live)
@@ -217,7 +218,7 @@ func TestPrintBatchReport(t *testing.T) {
 	assert.Contains(t, out, "  paused       yes: resume with `starter batch resume b-2`\n")
 	assert.Contains(t, out, "  rate         2.0 items/min · ETA 1m30s\n")
 
-	failed := &batchReport{WorkflowID: "b-3", ExecutionStatus: "Failed", UIURL: "u",
+	failed := &batchReport{execution: execution{WorkflowID: "b-3", ExecutionStatus: "Failed"}, UIURL: "u",
 		Error: &failureInfo{Type: workflows.ErrTypeInvalidWorkflowInput, Message: "invalid ComfyBatch input", Problems: []string{"a batch needs items or a source"}}}
 	buf.Reset()
 	printBatchReport(&buf, failed)

@@ -21,15 +21,23 @@ import (
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
 
-// report is everything the CLI knows about one workflow; it is the -json
-// shape of status, watch, run -wait and cancel -wait.
-type report struct {
+// execution is what DescribeWorkflowExecution says about a workflow. It
+// is embedded, untagged, as the first field of every -json report
+// (report, batchReport, pipelineReport), so encoding/json inlines its
+// fields at the front of each.
+type execution struct {
 	WorkflowID      string     `json:"workflow_id"`
 	RunID           string     `json:"run_id"`
 	ExecutionStatus string     `json:"execution_status"`
 	TaskQueue       string     `json:"task_queue,omitempty"`
 	StartTime       *time.Time `json:"start_time,omitempty"`
 	CloseTime       *time.Time `json:"close_time,omitempty"`
+}
+
+// report is everything the CLI knows about one workflow; it is the -json
+// shape of status, watch, run -wait and cancel -wait.
+type report struct {
+	execution
 	// Live is the status query's answer; LiveError says why it is missing.
 	Live      *workflows.RunStatus      `json:"live,omitempty"`
 	LiveError string                    `json:"live_error,omitempty"`
@@ -47,9 +55,10 @@ type failureInfo struct {
 }
 
 // exitCode maps the workflow's state to the documented exit codes; a
-// running workflow counts as success for `status`.
-func (r *report) exitCode() int {
-	switch r.ExecutionStatus {
+// running workflow counts as success for `status`. report and
+// pipelineReport use it as is; batchReport refines it.
+func (x *execution) exitCode() int {
+	switch x.ExecutionStatus {
 	case "Completed", "Running", "":
 		return exitOK
 	case "Canceled":
@@ -68,24 +77,31 @@ func executionStatus(s enums.WorkflowExecutionStatus) string {
 
 // newReport fills what DescribeWorkflowExecution says.
 func newReport(c *conn, workflowID string, desc *workflowservice.DescribeWorkflowExecutionResponse) *report {
+	return &report{
+		execution: newExecution(workflowID, desc),
+		Heartbeat: awaitState(desc),
+		UIURL:     c.uiLink(workflowID),
+	}
+}
+
+// newExecution reads the common report fields from DescribeWorkflowExecution.
+func newExecution(workflowID string, desc *workflowservice.DescribeWorkflowExecutionResponse) execution {
 	info := desc.GetWorkflowExecutionInfo()
-	r := &report{
+	x := execution{
 		WorkflowID:      workflowID,
 		RunID:           info.GetExecution().GetRunId(),
 		ExecutionStatus: executionStatus(info.GetStatus()),
 		TaskQueue:       info.GetTaskQueue(),
-		Heartbeat:       awaitState(desc),
-		UIURL:           c.uiLink(workflowID),
 	}
 	if t := info.GetStartTime(); t != nil {
 		v := t.AsTime()
-		r.StartTime = &v
+		x.StartTime = &v
 	}
 	if t := info.GetCloseTime(); t != nil {
 		v := t.AsTime()
-		r.CloseTime = &v
+		x.CloseTime = &v
 	}
-	return r
+	return x
 }
 
 // addOutcome reads the result of a closed workflow, or its failure and

@@ -188,28 +188,18 @@ func pipelineDetails(spec *pipeline.Spec) string {
 // pipelineReport is the -json shape of pipeline status, watch and -wait.
 // Live is the progress query's answer while running; Result the final
 // document (also recovered from a failure's or cancellation's details).
+// Its exitCode is execution's.
 type pipelineReport struct {
-	WorkflowID      string                         `json:"workflow_id"`
-	RunID           string                         `json:"run_id"`
-	ExecutionStatus string                         `json:"execution_status"`
-	TaskQueue       string                         `json:"task_queue,omitempty"`
-	StartTime       *time.Time                     `json:"start_time,omitempty"`
-	CloseTime       *time.Time                     `json:"close_time,omitempty"`
-	Live            *workflows.ComfyPipelineResult `json:"live,omitempty"`
-	LiveError       string                         `json:"live_error,omitempty"`
-	Result          *workflows.ComfyPipelineResult `json:"result,omitempty"`
-	Error           *failureInfo                   `json:"error,omitempty"`
-	UIURL           string                         `json:"ui_url"`
+	execution
+	Live      *workflows.ComfyPipelineResult `json:"live,omitempty"`
+	LiveError string                         `json:"live_error,omitempty"`
+	Result    *workflows.ComfyPipelineResult `json:"result,omitempty"`
+	Error     *failureInfo                   `json:"error,omitempty"`
+	UIURL     string                         `json:"ui_url"`
 }
 
 func newPipelineReport(c *conn, id string, desc *workflowservice.DescribeWorkflowExecutionResponse) *pipelineReport {
-	r := newReport(c, id, desc)
-	return &pipelineReport{WorkflowID: id, RunID: r.RunID, ExecutionStatus: r.ExecutionStatus, TaskQueue: r.TaskQueue,
-		StartTime: r.StartTime, CloseTime: r.CloseTime, UIURL: r.UIURL}
-}
-
-func (r *pipelineReport) exitCode() int {
-	return (&report{ExecutionStatus: r.ExecutionStatus}).exitCode()
+	return &pipelineReport{execution: newExecution(id, desc), UIURL: c.uiLink(id)}
 }
 
 func (r *pipelineReport) addOutcome(ctx context.Context, c *conn) error {

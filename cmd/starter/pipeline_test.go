@@ -119,7 +119,7 @@ func TestPrintPipelineReport(t *testing.T) {
 	res.Steps[1].Error = "step failed"
 	res.Steps[1].Runs[1] = workflows.StepRun{Index: 1, WorkflowID: "p/upscale/1", State: workflows.StepFailed, Error: "run failed (RunFailed)"}
 	res.Steps[2].State = workflows.StepSkipped
-	r := &pipelineReport{WorkflowID: "p", RunID: "t-1", ExecutionStatus: "Failed", UIURL: "http://ui/p", Result: &res,
+	r := &pipelineReport{execution: execution{WorkflowID: "p", RunID: "t-1", ExecutionStatus: "Failed"}, UIURL: "http://ui/p", Result: &res,
 		Error: &failureInfo{Type: workflows.ErrTypeStepFailed, Message: `step "upscale" (item 1) failed: run failed (RunFailed)`}}
 	var buf bytes.Buffer
 	printPipelineReport(&buf, r)
@@ -143,8 +143,8 @@ func TestPrintPipelineReport(t *testing.T) {
 `
 	assert.Equal(t, want, buf.String())
 	assert.Equal(t, exitFailed, r.exitCode())
-	assert.Equal(t, exitCancelled, (&pipelineReport{ExecutionStatus: "Canceled"}).exitCode())
-	assert.Equal(t, exitOK, (&pipelineReport{ExecutionStatus: "Completed"}).exitCode())
+	assert.Equal(t, exitCancelled, (&pipelineReport{execution: execution{ExecutionStatus: "Canceled"}}).exitCode())
+	assert.Equal(t, exitOK, (&pipelineReport{execution: execution{ExecutionStatus: "Completed"}}).exitCode())
 }
 
 func TestPipelineCommandsUsage(t *testing.T) {

@@ -213,7 +213,7 @@ func TestReportExitCode(t *testing.T) {
 		"Completed": exitOK, "Running": exitOK, "Canceled": exitCancelled,
 		"Failed": exitFailed, "TimedOut": exitFailed, "Terminated": exitFailed,
 	} {
-		assert.Equal(t, want, (&report{ExecutionStatus: status}).exitCode(), status)
+		assert.Equal(t, want, (&report{execution: execution{ExecutionStatus: status}}).exitCode(), status)
 	}
 }
 
@@ -241,7 +241,7 @@ func TestPrintReportFinal(t *testing.T) {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	end := start.Add(95 * time.Second)
 	r := &report{
-		WorkflowID: "comfyrun-x", RunID: "tr", ExecutionStatus: "Completed", StartTime: &start, CloseTime: &end,
+		execution: execution{WorkflowID: "comfyrun-x", RunID: "tr", ExecutionStatus: "Completed", StartTime: &start, CloseTime: &end},
 		Result: &workflows.ComfyRunResult{
 			DeploymentID: testDeployment, MachineName: "sim", Status: "success", RunID: "cd-run-2",
 			Attempts: []activities.Attempt{
@@ -276,7 +276,7 @@ func TestPrintReportFinal(t *testing.T) {
 
 func TestPrintReportFailureAndRunning(t *testing.T) {
 	var buf bytes.Buffer
-	printReport(&buf, &report{WorkflowID: "w", ExecutionStatus: "Failed", Error: &failureInfo{
+	printReport(&buf, &report{execution: execution{WorkflowID: "w", ExecutionStatus: "Failed"}, Error: &failureInfo{
 		Type: "InvalidInput", Message: "inputs do not match the deployment", Problems: []string{"steps: expected a number"},
 	}})
 	assert.Contains(t, buf.String(), "error        InvalidInput: inputs do not match the deployment\n")
@@ -285,7 +285,7 @@ func TestPrintReportFailureAndRunning(t *testing.T) {
 
 	buf.Reset()
 	printReport(&buf, &report{
-		WorkflowID: "w", ExecutionStatus: "Running",
+		execution: execution{WorkflowID: "w", ExecutionStatus: "Running"},
 		Live:      &workflows.RunStatus{Phase: "waiting", Attempt: 1, MaxAttempts: 3, RunID: "r", Status: "queued", DeploymentID: "d"},
 		Heartbeat: &activities.PollState{RunID: "r", Status: "running", Progress: 0.5, LiveStatus: "KSampler"},
 	})
