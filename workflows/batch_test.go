@@ -150,12 +150,12 @@ func newBatchEnv(t *testing.T, store *outputstore.Dir, limits map[string]int, no
 	b.env.OnActivity(a.Preflight, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.PreflightRequest) (*activities.PreflightResult, error) {
 		mu.Lock()
 		b.preflights[req.DeploymentID]++
+		checks := b.preflights[req.DeploymentID]
 		mu.Unlock()
 		if !req.SkipInputCheck {
 			return nil, errors.New("a batch must not check inputs at preflight")
 		}
-		if n, ok := b.breaksAfter[req.DeploymentID]; ok && b.preflights[req.DeploymentID] > n &&
-			(b.recoversAt[req.DeploymentID] == 0 || b.preflights[req.DeploymentID] < b.recoversAt[req.DeploymentID]) {
+		if n, ok := b.breaksAfter[req.DeploymentID]; ok && checks > n && (b.recoversAt[req.DeploymentID] == 0 || checks < b.recoversAt[req.DeploymentID]) {
 			return nil, temporal.NewNonRetryableApplicationError("machine of "+req.DeploymentID+" is in status \"error\"", preflight.KindMachineNotReady, nil)
 		}
 		if slices.Contains(notReady, req.DeploymentID) {
