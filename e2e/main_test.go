@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
@@ -61,9 +60,8 @@ func runMain(m *testing.M) int {
 			HostPort: fmt.Sprintf("127.0.0.1:%d", freePort()),
 			Logger:   quietLogger{},
 		},
-		LogLevel: "error",
-		SearchAttributes: temporal.NewSearchAttributes(
-			workflows.DeploymentIDKey.ValueSet(""), workflows.RunIDKey.ValueSet(""), workflows.StatusKey.ValueSet("")),
+		LogLevel:         "error",
+		SearchAttributes: workflows.DevServerSearchAttributes(),
 		ExtraArgs: []string{
 			"--http-port", fmt.Sprint(httpPort),
 			"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true",

@@ -19,14 +19,27 @@ var (
 	StatusKey       = temporal.NewSearchAttributeKeyKeyword("ComfyStatus")
 )
 
+// searchAttributeKeys are every custom search attribute the workflows use.
+var searchAttributeKeys = []temporal.SearchAttributeKeyKeyword{DeploymentIDKey, RunIDKey, StatusKey}
+
 // SearchAttributes lists every custom search attribute the workflows use,
-// with its type, for registration.
+// with its type, for registration through the operator API.
 func SearchAttributes() map[string]enums.IndexedValueType {
-	return map[string]enums.IndexedValueType{
-		DeploymentIDKey.GetName(): enums.INDEXED_VALUE_TYPE_KEYWORD,
-		RunIDKey.GetName():        enums.INDEXED_VALUE_TYPE_KEYWORD,
-		StatusKey.GetName():       enums.INDEXED_VALUE_TYPE_KEYWORD,
+	attrs := make(map[string]enums.IndexedValueType, len(searchAttributeKeys))
+	for _, k := range searchAttributeKeys {
+		attrs[k.GetName()] = enums.INDEXED_VALUE_TYPE_KEYWORD
 	}
+	return attrs
+}
+
+// DevServerSearchAttributes is the same set in the form
+// testsuite.DevServerOptions takes (only the keys and types matter).
+func DevServerSearchAttributes() temporal.SearchAttributes {
+	updates := make([]temporal.SearchAttributeUpdate, len(searchAttributeKeys))
+	for i, k := range searchAttributeKeys {
+		updates[i] = k.ValueSet("")
+	}
+	return temporal.NewSearchAttributes(updates...)
 }
 
 // upsert records a phase change in the search attributes. Progress updates

@@ -27,7 +27,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
@@ -231,9 +230,8 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 		ClientOptions: &client.Options{
 			Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler)),
 		},
-		SearchAttributes: temporal.NewSearchAttributes(
-			workflows.DeploymentIDKey.ValueSet(""), workflows.RunIDKey.ValueSet(""), workflows.StatusKey.ValueSet("")),
-		ExtraArgs: cfg.serverArgs,
+		SearchAttributes: workflows.DevServerSearchAttributes(),
+		ExtraArgs:        cfg.serverArgs,
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("start dev server (build it with `make temporal`): %w", err)

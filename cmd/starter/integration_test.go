@@ -147,9 +147,7 @@ func TestAgainstDevServer(t *testing.T) {
 		ExistingPath: cli, LogLevel: "error",
 		ClientOptions: &client.Options{Namespace: "default"},
 		// Only the keys matter: the dev server registers each with its type.
-		SearchAttributes: temporal.NewSearchAttributes(
-			workflows.DeploymentIDKey.ValueSet(""), workflows.RunIDKey.ValueSet(""), workflows.StatusKey.ValueSet(""),
-		),
+		SearchAttributes: workflows.DevServerSearchAttributes(),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Stop() })
