@@ -21,6 +21,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/comfy"
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
+	"github.com/durable-comfy/durable-comfy/devserver"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
@@ -54,19 +55,14 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var err error
-	devServer, err = testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath: cliPath,
-		ClientOptions: &client.Options{
-			HostPort: fmt.Sprintf("127.0.0.1:%d", freePort()),
-			Logger:   quietLogger{},
-		},
-		LogLevel:         "error",
-		SearchAttributes: workflows.DevServerSearchAttributes(),
-		ExtraArgs: []string{
-			"--http-port", fmt.Sprint(httpPort),
-			"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true",
-		},
-	})
+	opts := devserver.TestOptions(cliPath,
+		"--http-port", fmt.Sprint(httpPort),
+		"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true")
+	opts.ClientOptions = &client.Options{
+		HostPort: fmt.Sprintf("127.0.0.1:%d", freePort()),
+		Logger:   quietLogger{},
+	}
+	devServer, err = testsuite.StartDevServer(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start dev server:", err)
 		return 1

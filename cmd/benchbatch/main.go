@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
@@ -33,6 +35,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/comfy"
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
+	"github.com/durable-comfy/durable-comfy/devserver"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
@@ -45,7 +48,7 @@ type config struct {
 	temporalCLI  string
 	skipBaseline bool
 	trace        bool
-	serverArgs   []string
+	stockServer  bool
 }
 
 func main() {
@@ -57,11 +60,8 @@ func main() {
 	flag.StringVar(&cfg.temporalCLI, "temporal", "bin/temporal", "Temporal CLI binary (make temporal)")
 	flag.BoolVar(&cfg.skipBaseline, "skip-baseline", false, "measure only the ComfyBatch")
 	flag.BoolVar(&cfg.trace, "trace", false, "print the event timeline of one item's ComfyRun, to see where time goes")
-	eager := flag.Bool("eager-activities", true, "enable eager activity execution on the dev server (system.enableActivityEagerExecution)")
+	flag.BoolVar(&cfg.stockServer, "stock-server", false, "run the dev server without our dynamic config (see package devserver)")
 	flag.Parse()
-	if *eager {
-		cfg.serverArgs = append(cfg.serverArgs, "--dynamic-config-value", "system.enableActivityEagerExecution=true")
-	}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "benchbatch:", err)
 		os.Exit(1)
@@ -224,15 +224,12 @@ func baselineItem(ctx context.Context, cfg config, cc *comfy.Client, store *outp
 }
 
 func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work string, restart func()) (int, int, error) {
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath: cfg.temporalCLI,
-		LogLevel:     "error",
-		ClientOptions: &client.Options{
-			Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-		},
-		SearchAttributes: workflows.DevServerSearchAttributes(),
-		ExtraArgs:        cfg.serverArgs,
-	})
+	opts := devserver.TestOptions(cfg.temporalCLI)
+	if cfg.stockServer {
+		opts.ExtraArgs = nil
+	}
+	opts.ClientOptions = &client.Options{Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))}
+	srv, err := testsuite.StartDevServer(ctx, opts)
 	if err != nil {
 		return 0, 0, fmt.Errorf("start dev server (build it with `make temporal`): %w", err)
 	}
@@ -275,12 +272,14 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	if err != nil {
 		return 0, 0, err
 	}
+	firstRunID := run.GetRunID() // Get follows continue-as-new and moves it
 	var res workflows.ComfyBatchResult
 	if err := run.Get(ctx, &res); err != nil {
 		return 0, 0, err
 	}
 	if cfg.trace {
 		traceChild(ctx, tc, fmt.Sprintf("bench-batch/%d", cfg.items/2))
+		traceBatch(ctx, tc, "bench-batch", firstRunID)
 	}
 	return res.Succeeded, res.Failed, nil
 }
@@ -307,8 +306,12 @@ func writeItems(path string, n int) error {
 
 func report(w io.Writer, cfg config, phases []phase) {
 	ideal := time.Duration(float64(cfg.runTime) * float64(cfg.items) / float64(cfg.concurrency))
-	fmt.Fprintf(w, "\n## ComfyBatch benchmark\n\nN=%d items, C=%d in flight, T=%s per run, poll every %s (±20%% jitter in the workflow), %d CPUs, dev server args %q. Ideal N×T/C = %s.\n\n",
-		cfg.items, cfg.concurrency, cfg.runTime, cfg.pollInterval, runtime.NumCPU(), cfg.serverArgs, ideal.Round(time.Millisecond))
+	server := "dynamic config of package devserver"
+	if cfg.stockServer {
+		server = "stock dynamic config"
+	}
+	fmt.Fprintf(w, "\n## ComfyBatch benchmark\n\nN=%d items, C=%d in flight, T=%s per run, poll every %s (±20%% jitter in the workflow), %d CPUs, dev server with %s. Ideal N×T/C = %s.\n\n",
+		cfg.items, cfg.concurrency, cfg.runTime, cfg.pollInterval, runtime.NumCPU(), server, ideal.Round(time.Millisecond))
 	fmt.Fprintln(w, "| runner | wall | × ideal | succeeded | failed | CPU (this process) | peak heap |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, p := range phases {
@@ -349,4 +352,79 @@ func traceChild(ctx context.Context, tc client.Client, workflowID string) {
 		}
 		fmt.Printf("  %6dms  %s\n", at.Sub(start).Milliseconds(), ev.GetEventType())
 	}
+}
+
+// traceBatch summarises the batch's own workflow tasks over all its runs:
+// how long they wait for a worker, how long the worker takes, how long a
+// report signal waits until a task has applied it, and how many items were
+// in flight on average.
+func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string) {
+	var scheduled, started time.Time
+	var waits, works, applied []time.Duration
+	var signals []time.Time
+	events, tasks := 0, 0
+	// inFlight integrates the children between their start and their report.
+	var first, last time.Time
+	inFlight, peak := 0, 0
+	var area float64
+	runs := 0
+	for ; runID != ""; runs++ {
+		it := tc.GetWorkflowHistory(ctx, workflowID, runID, false, 0)
+		runID = ""
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				fmt.Println("  history:", err)
+				return
+			}
+			events++
+			at := ev.GetEventTime().AsTime()
+			if !last.IsZero() {
+				area += float64(inFlight) * at.Sub(last).Seconds()
+			}
+			if first.IsZero() {
+				first = at
+			}
+			last = at
+			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+				inFlight++
+				peak = max(peak, inFlight)
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+				scheduled = at
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+				started = at
+				waits = append(waits, at.Sub(scheduled))
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+				tasks++
+				works = append(works, at.Sub(started))
+				for _, s := range signals {
+					applied = append(applied, at.Sub(s))
+				}
+				signals = signals[:0]
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+				signals = append(signals, at)
+				if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.ItemDoneSignal {
+					inFlight--
+				}
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+				runID = ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
+			}
+		}
+	}
+	fmt.Printf("\nBatch %s, %d runs: %d events, %d workflow tasks\n", workflowID, runs, events, tasks)
+	fmt.Printf("  task scheduled → started   p50 %s  p90 %s\n", percentile(waits, .5), percentile(waits, .9))
+	fmt.Printf("  task started → completed   p50 %s  p90 %s\n", percentile(works, .5), percentile(works, .9))
+	fmt.Printf("  report signal → applied    p50 %s  p90 %s  (%d reports)\n", percentile(applied, .5), percentile(applied, .9), len(applied))
+	if d := last.Sub(first).Seconds(); d > 0 {
+		fmt.Printf("  items in flight            mean %.1f  peak %d over %s\n", area/d, peak, last.Sub(first).Round(time.Millisecond))
+	}
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[int(float64(len(d)-1)*p)].Round(time.Millisecond)
 }

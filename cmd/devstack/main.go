@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/durable-comfy/durable-comfy/workflows"
+	"github.com/durable-comfy/durable-comfy/devserver"
 )
 
 type options struct {
@@ -87,13 +87,8 @@ func run(ctx context.Context, o options) (int, error) {
 	args := []string{"server", "start-dev",
 		"--ip", "127.0.0.1", "--port", fmt.Sprint(o.temporalPort), "--ui-port", fmt.Sprint(o.uiPort),
 		"--http-port", fmt.Sprint(o.httpPort), "--db-filename", filepath.Join(o.dataDir, "temporal.db"),
-		"--log-level", "warn",
-		// Activities scheduled by a workflow task start in the same round
-		// trip instead of waiting for a poll (tens of ms per step).
-		"--dynamic-config-value", "system.enableActivityEagerExecution=true"}
-	for name, typ := range workflows.SearchAttributes() {
-		args = append(args, "--search-attribute", fmt.Sprintf("%s=%s", name, typ))
-	}
+		"--log-level", "warn"}
+	args = append(args, devserver.Flags()...)
 	if err := s.start("temporal", "\033[35m", o.temporal, args, nil); err != nil {
 		return 1, err
 	}

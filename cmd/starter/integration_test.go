@@ -22,6 +22,7 @@ import (
 
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/comfy"
+	"github.com/durable-comfy/durable-comfy/devserver"
 	"github.com/durable-comfy/durable-comfy/pipeline"
 	"github.com/durable-comfy/durable-comfy/preflight"
 	"github.com/durable-comfy/durable-comfy/workflows"
@@ -143,12 +144,9 @@ func TestAgainstDevServer(t *testing.T) {
 		t.Fatalf("Temporal CLI not found at %s: run `make test` (it builds bin/temporal) or set TEMPORAL_CLI_PATH", cli)
 	}
 	ctx := context.Background()
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath: cli, LogLevel: "error",
-		ClientOptions: &client.Options{Namespace: "default"},
-		// Only the keys matter: the dev server registers each with its type.
-		SearchAttributes: workflows.DevServerSearchAttributes(),
-	})
+	opts := devserver.TestOptions(cli)
+	opts.ClientOptions = &client.Options{Namespace: "default"}
+	srv, err := testsuite.StartDevServer(ctx, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Stop() })
 
