@@ -21,6 +21,15 @@ type Signaler interface {
 	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
 }
 
+// Wakeups signs webhook URLs and wakes the waits of runs they report on.
+type Wakeups interface {
+	// URL is the webhook URL for the submission with this correlation token.
+	URL(correlationToken string) (string, error)
+	// Watch returns a channel that receives when the run may have ended,
+	// and a function that stops watching.
+	Watch(runID string) (wake <-chan struct{}, stop func())
+}
+
 // Activities holds what the ComfyDeploy activities need. The API key lives
 // inside Comfy and never appears in an activity's input or output.
 type Activities struct {
@@ -34,6 +43,11 @@ type Activities struct {
 	Signaler Signaler
 	// Temporal, when set, lets AcquireGate start deployment gates.
 	Temporal TemporalClient
+	// Wakeups, when set, gives every submitted run a signed webhook URL and
+	// lets AwaitRun poll as soon as ComfyDeploy calls back that the run
+	// ended, instead of at its next interval. Polling stays the source of
+	// truth and the fallback for lost webhooks. *wakeup.Hub satisfies it.
+	Wakeups Wakeups
 
 	// Defaults used when a request leaves them zero. They are worker
 	// configuration, which is why activities (not workflows) apply them.

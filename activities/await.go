@@ -84,7 +84,8 @@ type PollState struct {
 }
 
 // AwaitRun polls GET /run/{id} until the run is terminal or a deadline
-// passes, heartbeating its state on every poll. It is one long activity, so
+// passes, heartbeating its state on every poll; a webhook saying the run
+// ended (see Wakeups) makes it poll at once. It is one long activity, so
 // history stays constant however long the run takes; cancellation and worker
 // loss reach it through the heartbeat.
 func (a *Activities) AwaitRun(ctx context.Context, req AwaitRequest) (*AwaitResult, error) {
@@ -102,6 +103,13 @@ func (a *Activities) AwaitRun(ctx context.Context, req AwaitRequest) (*AwaitResu
 			state = prev
 			activity.GetLogger(ctx).Info("Resuming run from heartbeat", "RunId", req.RunID, "Status", prev.Status, "Progress", prev.Progress)
 		}
+	}
+
+	var wake <-chan struct{} // nil without webhooks: never ready
+	if a.Wakeups != nil {
+		var stop func()
+		wake, stop = a.Wakeups.Watch(req.RunID)
+		defer stop()
 	}
 
 	for {
@@ -146,6 +154,7 @@ func (a *Activities) AwaitRun(ctx context.Context, req AwaitRequest) (*AwaitResu
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(jitter(interval)):
+		case <-wake:
 		}
 	}
 }

@@ -76,11 +76,20 @@ func (a *Activities) Submit(ctx context.Context, req SubmitRequest) (*SubmitResu
 	maps.Copy(inputs, req.Inputs)
 	inputs[comfy.CorrelationInputKey] = req.CorrelationToken
 
-	queued, err := a.Comfy.Runs.QueueDeployment(ctx, &comfy.DeploymentRunRequest{
+	run := &comfy.DeploymentRunRequest{
 		DeploymentID: req.DeploymentID,
 		Inputs:       inputs,
 		GPU:          comfy.GPU(req.GPU),
-	})
+	}
+	if a.Wakeups != nil {
+		// Without a webhook the run is still polled to its end.
+		hook, err := a.Wakeups.URL(req.CorrelationToken)
+		if err != nil {
+			logger.Warn("Submitting without a webhook", "Error", err)
+		}
+		run.Webhook = hook
+	}
+	queued, err := a.Comfy.Runs.QueueDeployment(ctx, run)
 	if err == nil {
 		return &SubmitResult{RunID: queued.RunID}, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
 	"github.com/durable-comfy/durable-comfy/devserver"
 	"github.com/durable-comfy/durable-comfy/outputstore"
+	"github.com/durable-comfy/durable-comfy/wakeup"
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
 
@@ -79,9 +81,27 @@ type env struct {
 	taskQueue string
 	outDir    string
 	worker    worker.Worker
+	// hub, when set, receives the simulator's webhooks (withWebhooks).
+	hub *wakeup.Hub
 }
 
-func newEnv(t *testing.T, opts comfytest.Options) *env {
+type envOption func(*env)
+
+// withWebhooks gives the worker a webhook endpoint that the simulator calls.
+func withWebhooks() envOption {
+	return func(e *env) {
+		srv := httptest.NewServer(nil)
+		e.t.Cleanup(srv.Close)
+		hub, err := wakeup.New(srv.URL+"/comfy/webhook", "e2e-webhook-secret-0123456789", nil)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		srv.Config.Handler = hub
+		e.hub = hub
+	}
+}
+
+func newEnv(t *testing.T, opts comfytest.Options, options ...envOption) *env {
 	t.Helper()
 	if opts.Timing == (comfytest.Timing{}) {
 		opts.Timing = comfytest.Timing{ColdStart: 200 * time.Millisecond, Run: 600 * time.Millisecond}
@@ -94,6 +114,9 @@ func newEnv(t *testing.T, opts comfytest.Options) *env {
 		client:    devServer.Client(),
 		taskQueue: "e2e-" + t.Name(),
 		outDir:    t.TempDir(),
+	}
+	for _, o := range options {
+		o(e)
 	}
 	e.startWorker()
 	return e
@@ -112,10 +135,14 @@ func (e *env) startWorker() {
 	}
 	w := worker.New(e.client, e.taskQueue, worker.Options{})
 	workflows.Register(w)
-	w.RegisterActivity(&activities.Activities{
+	acts := &activities.Activities{
 		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: e.client, Temporal: e.client,
 		PollInterval: 100 * time.Millisecond, CancelWait: 30 * time.Second,
-	})
+	}
+	if e.hub != nil {
+		acts.Wakeups = e.hub
+	}
+	w.RegisterActivity(acts)
 	if err := w.Start(); err != nil {
 		e.t.Fatal(err)
 	}

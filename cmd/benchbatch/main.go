@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -37,6 +38,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
 	"github.com/durable-comfy/durable-comfy/devserver"
 	"github.com/durable-comfy/durable-comfy/outputstore"
+	"github.com/durable-comfy/durable-comfy/wakeup"
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
 
@@ -46,7 +48,7 @@ type config struct {
 	runTime      time.Duration
 	pollInterval time.Duration
 	temporalCLI  string
-	skipBaseline bool
+	runners      []string
 	trace        bool
 	stockServer  bool
 }
@@ -58,10 +60,17 @@ func main() {
 	flag.DurationVar(&cfg.runTime, "t", 3*time.Second, "simulated run time of every item")
 	flag.DurationVar(&cfg.pollInterval, "poll", 250*time.Millisecond, "poll interval of both the workflow and the baseline")
 	flag.StringVar(&cfg.temporalCLI, "temporal", "bin/temporal", "Temporal CLI binary (make temporal)")
-	flag.BoolVar(&cfg.skipBaseline, "skip-baseline", false, "measure only the ComfyBatch")
+	runners := flag.String("runners", "pool,polling,webhooks", "what to measure, comma-separated: pool (goroutine pool), polling (ComfyBatch), webhooks (ComfyBatch with webhook wake-ups)")
 	flag.BoolVar(&cfg.trace, "trace", false, "print the event timeline of one item's ComfyRun, to see where time goes")
 	flag.BoolVar(&cfg.stockServer, "stock-server", false, "run the dev server without our dynamic config (see package devserver)")
 	flag.Parse()
+	cfg.runners = strings.Split(*runners, ",")
+	for _, r := range cfg.runners {
+		if !slices.Contains([]string{"pool", "polling", "webhooks"}, r) {
+			fmt.Fprintf(os.Stderr, "benchbatch: unknown runner %q in -runners (pool, polling, webhooks)\n", r)
+			os.Exit(2)
+		}
+	}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "benchbatch:", err)
 		os.Exit(1)
@@ -99,18 +108,26 @@ func run(cfg config) error {
 	defer os.RemoveAll(work)
 
 	var phases []phase
-	if !cfg.skipBaseline {
-		p, err := measure("goroutine pool", func(func()) (int, int, error) { return baseline(ctx, cfg, cc, filepath.Join(work, "pool")) })
+	for _, r := range cfg.runners {
+		var p phase
+		var err error
+		switch r {
+		case "pool":
+			p, err = measure("goroutine pool", func(func()) (int, int, error) { return baseline(ctx, cfg, cc, filepath.Join(work, r)) })
+		case "polling":
+			p, err = measure("ComfyBatch on Temporal", func(restart func()) (int, int, error) {
+				return temporalBatch(ctx, cfg, cc, filepath.Join(work, r), restart, false)
+			})
+		case "webhooks":
+			p, err = measure("ComfyBatch on Temporal, webhook wake-ups", func(restart func()) (int, int, error) {
+				return temporalBatch(ctx, cfg, cc, filepath.Join(work, r), restart, true)
+			})
+		}
 		if err != nil {
-			return fmt.Errorf("baseline: %w", err)
+			return fmt.Errorf("%s: %w", r, err)
 		}
 		phases = append(phases, p)
 	}
-	p, err := measure("ComfyBatch on Temporal", func(restart func()) (int, int, error) { return temporalBatch(ctx, cfg, cc, work, restart) })
-	if err != nil {
-		return fmt.Errorf("ComfyBatch: %w", err)
-	}
-	phases = append(phases, p)
 	report(os.Stdout, cfg, phases)
 	return nil
 }
@@ -223,7 +240,9 @@ func baselineItem(ctx context.Context, cfg config, cc *comfy.Client, store *outp
 	}
 }
 
-func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work string, restart func()) (int, int, error) {
+// temporalBatch runs the batch on a fresh dev server with an in-process
+// worker; with webhooks the worker receives the simulator's webhooks.
+func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work string, restart func(), webhooks bool) (int, int, error) {
 	opts := devserver.TestOptions(cfg.temporalCLI)
 	if cfg.stockServer {
 		opts.ExtraArgs = nil
@@ -236,9 +255,23 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	defer srv.Stop()
 	tc := srv.Client()
 
-	store, err := outputstore.NewDir(filepath.Join(work, "temporal"))
+	store, err := outputstore.NewDir(filepath.Join(work, "out"))
 	if err != nil {
 		return 0, 0, err
+	}
+	acts := &activities.Activities{
+		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: tc, Temporal: tc,
+		PollInterval: cfg.pollInterval,
+	}
+	if webhooks {
+		hooks := httptest.NewServer(nil)
+		defer hooks.Close()
+		hub, err := wakeup.New(hooks.URL+"/comfy/webhook", "benchbatch-webhook-secret", nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		hooks.Config.Handler = hub
+		acts.Wakeups = hub
 	}
 	const queue = "bench"
 	w := worker.New(tc, queue, worker.Options{
@@ -248,10 +281,7 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 		MaxConcurrentActivityTaskPollers:       32,
 	})
 	workflows.Register(w)
-	w.RegisterActivity(&activities.Activities{
-		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: tc, Temporal: tc,
-		PollInterval: cfg.pollInterval,
-	})
+	w.RegisterActivity(acts)
 	if err := w.Start(); err != nil {
 		return 0, 0, err
 	}
@@ -319,8 +349,10 @@ func report(w io.Writer, cfg config, phases []phase) {
 			float64(p.wall)/float64(ideal), p.succeeded, p.failed, p.cpu.Round(time.Millisecond), bytesIEC(p.peakHeap))
 	}
 	fmt.Fprintln(w, "\nCPU and heap are this process's (worker + simulator); the dev server is a separate process.")
-	if len(phases) == 2 {
-		fmt.Fprintf(w, "ComfyBatch / goroutine pool = %.3f\n", float64(phases[1].wall)/float64(phases[0].wall))
+	if len(phases) > 1 && phases[0].name == "goroutine pool" {
+		for _, p := range phases[1:] {
+			fmt.Fprintf(w, "%s / goroutine pool = %.3f\n", p.name, float64(p.wall)/float64(phases[0].wall))
+		}
 	}
 }
 
@@ -368,7 +400,11 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 	inFlight, peak := 0, 0
 	var area float64
 	runs := 0
+	// A freed slot is refilled by the next child start.
+	var freed []time.Time
+	var refills, starts []time.Duration
 	for ; runID != ""; runs++ {
+		initiated := map[int64]time.Time{} // event ids count per run
 		it := tc.GetWorkflowHistory(ctx, workflowID, runID, false, 0)
 		runID = ""
 		for it.HasNext() {
@@ -390,6 +426,15 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 			case enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
 				inFlight++
 				peak = max(peak, inFlight)
+				initiated[ev.GetEventId()] = at
+				if len(freed) > 0 {
+					refills = append(refills, at.Sub(freed[0]))
+					freed = freed[1:]
+				}
+			case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+				if t, ok := initiated[ev.GetChildWorkflowExecutionStartedEventAttributes().GetInitiatedEventId()]; ok {
+					starts = append(starts, at.Sub(t))
+				}
 			case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
 				scheduled = at
 			case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
@@ -406,6 +451,7 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 				signals = append(signals, at)
 				if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.ItemDoneSignal {
 					inFlight--
+					freed = append(freed, at)
 				}
 			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
 				runID = ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
@@ -416,6 +462,8 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 	fmt.Printf("  task scheduled → started   p50 %s  p90 %s\n", percentile(waits, .5), percentile(waits, .9))
 	fmt.Printf("  task started → completed   p50 %s  p90 %s\n", percentile(works, .5), percentile(works, .9))
 	fmt.Printf("  report signal → applied    p50 %s  p90 %s  (%d reports)\n", percentile(applied, .5), percentile(applied, .9), len(applied))
+	fmt.Printf("  report → next child start  p50 %s  p90 %s\n", percentile(refills, .5), percentile(refills, .9))
+	fmt.Printf("  child start → started      p50 %s  p90 %s\n", percentile(starts, .5), percentile(starts, .9))
 	if d := last.Sub(first).Seconds(); d > 0 {
 		fmt.Printf("  items in flight            mean %.1f  peak %d over %s\n", area/d, peak, last.Sub(first).Round(time.Millisecond))
 	}

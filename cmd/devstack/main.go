@@ -8,6 +8,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +33,7 @@ type options struct {
 	dataDir, outDir                      string
 	temporalPort, uiPort, httpPort       int
 	simAddr, simKey                      string
+	webhookAddr                          string
 	demo, demoExit                       bool
 	demoPrompt                           string
 }
@@ -48,6 +51,7 @@ func main() {
 	flag.IntVar(&o.httpPort, "http-port", 7243, "Temporal HTTP API port")
 	flag.StringVar(&o.simAddr, "sim-addr", "127.0.0.1:3011", "simulator listen address")
 	flag.StringVar(&o.simKey, "sim-key", "sim-key", "API key the simulator accepts and the worker sends")
+	flag.StringVar(&o.webhookAddr, "webhook-addr", "127.0.0.1:3012", "address of the worker's webhook endpoint, which the simulator calls back (empty: polling only)")
 	flag.BoolVar(&o.demo, "demo", false, "after start-up, run an example ComfyRun with live progress")
 	flag.StringVar(&o.demoPrompt, "demo-prompt", "a lighthouse on a cliff at dawn, oil painting", "prompt of the demo run")
 	flag.Parse()
@@ -75,7 +79,11 @@ func run(ctx context.Context, o options) (int, error) {
 		return 1, err
 	}
 	temporalAddr := fmt.Sprintf("127.0.0.1:%d", o.temporalPort)
-	for _, addr := range []string{temporalAddr, fmt.Sprintf("127.0.0.1:%d", o.uiPort), o.simAddr} {
+	addrs := []string{temporalAddr, fmt.Sprintf("127.0.0.1:%d", o.uiPort), o.simAddr}
+	if o.webhookAddr != "" {
+		addrs = append(addrs, o.webhookAddr)
+	}
+	for _, addr := range addrs {
 		if portInUse(addr) {
 			return 1, fmt.Errorf("%s is already in use: is another `make dev` running? Stop it or pass other ports", addr)
 		}
@@ -108,6 +116,16 @@ func run(ctx context.Context, o options) (int, error) {
 		"COMFY_API_KEY=" + o.simKey,
 		"COMFY_OUTPUT_DIR=" + o.outDir,
 		"COMFY_POLL_INTERVAL=1s",
+	}
+	if o.webhookAddr != "" {
+		// A fresh secret per start: webhooks of runs signed before a restart
+		// are refused, and those runs are noticed by polling.
+		secret := make([]byte, 16)
+		_, _ = rand.Read(secret)
+		workerEnv = append(workerEnv,
+			"COMFY_WEBHOOK_URL=http://"+o.webhookAddr+"/comfy/webhook",
+			"COMFY_WEBHOOK_LISTEN="+o.webhookAddr,
+			"COMFY_WEBHOOK_SECRET="+hex.EncodeToString(secret))
 	}
 	if err := s.start("worker", "\033[33m", o.worker, nil, workerEnv); err != nil {
 		return 1, err

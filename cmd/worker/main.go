@@ -13,7 +13,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,6 +34,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/comfy"
 	"github.com/durable-comfy/durable-comfy/internal/logging"
 	"github.com/durable-comfy/durable-comfy/outputstore"
+	"github.com/durable-comfy/durable-comfy/wakeup"
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
 
@@ -47,6 +50,10 @@ type config struct {
 	QueueTimeout     time.Duration `envconfig:"QUEUE_TIMEOUT" default:"15m" desc:"default deadline for queueing and cold start"`
 	ExecutionTimeout time.Duration `envconfig:"EXECUTION_TIMEOUT" default:"30m" desc:"default deadline for execution"`
 	HTTPTimeout      time.Duration `envconfig:"HTTP_TIMEOUT" default:"90s" desc:"timeout of one ComfyDeploy API request (submits can be slow)"`
+
+	WebhookURL    string `envconfig:"WEBHOOK_URL" desc:"public URL at which ComfyDeploy reaches this worker's webhook endpoint; when set, a run's end is noticed when ComfyDeploy calls back rather than at the next poll (polling stays the fallback)"`
+	WebhookListen string `envconfig:"WEBHOOK_LISTEN" default:":8089" desc:"address the webhook endpoint listens on, serving the path of COMFY_WEBHOOK_URL"`
+	WebhookSecret string `envconfig:"WEBHOOK_SECRET" desc:"HMAC secret that signs webhook URLs; required with COMFY_WEBHOOK_URL, at least 16 characters, the same on every worker"`
 
 	OutputDir      string `envconfig:"OUTPUT_DIR" default:"out" desc:"local directory of the output store"`
 	MaxOutputBytes int64  `envconfig:"MAX_OUTPUT_BYTES" default:"2147483648" desc:"largest single output to download"`
@@ -110,6 +117,15 @@ func run() error {
 	}
 	defer zl.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
 
+	// Checked before dialing Temporal, so a bad setting fails fast.
+	var hub *wakeup.Hub
+	if cfg.WebhookURL != "" {
+		hub, err = wakeup.New(cfg.WebhookURL, cfg.WebhookSecret, logging.Slog(zl.Named("webhook")))
+		if err != nil {
+			return fmt.Errorf("configuration: COMFY_WEBHOOK_URL/COMFY_WEBHOOK_SECRET: %w", err)
+		}
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -145,12 +161,21 @@ func run() error {
 		return fmt.Errorf("configuration: COMFY_OUTPUT_DIR: %w", err)
 	}
 
+	if hub != nil {
+		stopHooks, err := serveWebhooks(cfg.WebhookListen, cfg.WebhookURL, hub)
+		if err != nil {
+			return fmt.Errorf("configuration: COMFY_WEBHOOK_LISTEN: %w", err)
+		}
+		defer stopHooks()
+		zl.Info("Receiving ComfyDeploy webhooks", zap.String("url", cfg.WebhookURL), zap.String("listen", cfg.WebhookListen))
+	}
+
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     cfg.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflowTasks,
 	})
 	workflows.Register(w)
-	w.RegisterActivity(&activities.Activities{
+	acts := &activities.Activities{
 		Comfy:            comfyClient,
 		Store:            store,
 		Downloader:       &http.Client{Timeout: 10 * time.Minute},
@@ -160,7 +185,11 @@ func run() error {
 		QueueTimeout:     cfg.QueueTimeout,
 		ExecutionTimeout: cfg.ExecutionTimeout,
 		MaxOutputBytes:   cfg.MaxOutputBytes,
-	})
+	}
+	if hub != nil {
+		acts.Wakeups = hub // a nil *Hub in the interface would not read as "off"
+	}
+	w.RegisterActivity(acts)
 
 	zl.Info("Worker starting",
 		zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", hostPort(opts)),
@@ -170,6 +199,32 @@ func run() error {
 	}
 	zl.Info("Worker stopped")
 	return nil
+}
+
+// serveWebhooks serves hub at the path of publicURL on addr until the
+// returned function shuts it down.
+func serveWebhooks(addr, publicURL string, hub http.Handler) (func(), error) {
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return nil, err
+	}
+	path := u.Path
+	if path == "" {
+		path = "/"
+	}
+	mux := http.NewServeMux()
+	mux.Handle(path, hub)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }
 
 func (c *config) validate() error {
@@ -184,6 +239,9 @@ func (c *config) validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be a positive duration such as 2s or 15m", name))
 		}
+	}
+	if c.WebhookURL == "" && c.WebhookSecret != "" {
+		errs = append(errs, errors.New("COMFY_WEBHOOK_SECRET is set but COMFY_WEBHOOK_URL is not: set the public URL of this worker's webhook endpoint, or unset the secret"))
 	}
 	if c.MaxConcurrentActivities <= 0 || c.MaxConcurrentWorkflowTasks <= 0 {
 		errs = append(errs, errors.New("COMFY_MAX_CONCURRENT_ACTIVITIES and COMFY_MAX_CONCURRENT_WORKFLOW_TASKS must be positive"))
