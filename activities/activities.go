@@ -41,8 +41,11 @@ type Activities struct {
 	// Signaler, when set, reports run progress to the workflow; without it
 	// the workflow still completes, only its live view is coarser.
 	Signaler Signaler
-	// Temporal, when set, lets AcquireGate start deployment gates.
-	Temporal TemporalClient
+	// Temporal, when set, lets AcquireGate start deployment gates and
+	// WaitFinisher complete waits; Namespace is the namespace it works in
+	// ("" is "default").
+	Temporal  TemporalClient
+	Namespace string
 	// Wakeups, when set, gives every submitted run a signed webhook URL and
 	// lets AwaitRun poll as soon as ComfyDeploy calls back that the run
 	// ended, instead of at its next interval. Polling stays the source of

@@ -137,11 +137,7 @@ func (a *Activities) AwaitRun(ctx context.Context, req AwaitRequest) (*AwaitResu
 			}
 			if run.Status.IsTerminal() {
 				activity.RecordHeartbeat(ctx, state)
-				res := resultOf(run, "")
-				if run.Status == comfy.StatusFailed || run.Status == comfy.StatusTimeout {
-					res.Message = a.failureReason(ctx, run.ID)
-				}
-				return res, nil
+				return a.ended(ctx, run), nil
 			}
 		}
 		activity.RecordHeartbeat(ctx, state)
@@ -157,6 +153,15 @@ func (a *Activities) AwaitRun(ctx context.Context, req AwaitRequest) (*AwaitResu
 		case <-wake:
 		}
 	}
+}
+
+// ended is the result of a run that reached a terminal status.
+func (a *Activities) ended(ctx context.Context, run *comfy.Run) *AwaitResult {
+	res := resultOf(run, "")
+	if run.Status == comfy.StatusFailed || run.Status == comfy.StatusTimeout {
+		res.Message = a.failureReason(ctx, run.ID)
+	}
+	return res
 }
 
 func (s *PollState) observe(run *comfy.Run, now time.Time) {

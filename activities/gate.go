@@ -42,11 +42,13 @@ type GateStart struct {
 	DeploymentID string `json:"deployment_id"`
 }
 
-// TemporalClient is the part of client.Client the gate activities use.
+// TemporalClient is the part of client.Client the activities use: the
+// gate's signal-with-start and lease checks, and WaitFinisher.
 type TemporalClient interface {
 	SignalWithStartWorkflow(ctx context.Context, workflowID, signalName string, signalArg any,
 		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
 	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
+	CompleteActivityByID(ctx context.Context, namespace, workflowID, runID, activityID string, result any, err error) error
 }
 
 // AcquireGateRequest names the deployment whose gate receives req.

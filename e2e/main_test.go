@@ -101,6 +101,31 @@ func withWebhooks() envOption {
 	}
 }
 
+// withWebhooksOnAnotherWorker makes every webhook land on another replica:
+// the worker signs URLs that point at a second endpoint, which shares its
+// secret but runs no waits and can only end them through WaitFinisher.
+func withWebhooksOnAnotherWorker() envOption {
+	return func(e *env) {
+		const secret = "e2e-webhook-secret-0123456789"
+		other := httptest.NewServer(nil)
+		e.t.Cleanup(other.Close)
+		url := other.URL + "/comfy/webhook"
+		otherHub, err := wakeup.New(url, secret, nil)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		cc, err := comfy.NewClient(comfy.WithBaseURL(e.sim.URL()), comfy.WithAPIKey(e.sim.APIKey()))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		otherHub.Elsewhere = activities.WaitFinisher{Activities: &activities.Activities{Comfy: cc, Temporal: e.client}}.Finish
+		other.Config.Handler = otherHub
+		if e.hub, err = wakeup.New(url, secret, nil); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
 func newEnv(t *testing.T, opts comfytest.Options, options ...envOption) *env {
 	t.Helper()
 	if opts.Timing == (comfytest.Timing{}) {

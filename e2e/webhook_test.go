@@ -35,6 +35,22 @@ func TestWebhookEndsTheWaitOfARun(t *testing.T) {
 	assert.Zero(t, c.WebhookFailures, "the worker must accept the URLs it signed")
 }
 
+func TestWebhookOnAnotherWorkerEndsTheWait(t *testing.T) {
+	e := newEnv(t, comfytest.Options{}, withWebhooksOnAnotherWorker())
+	run := e.start("e2e-webhook-elsewhere", workflows.ComfyRunInput{
+		DeploymentID: txt2img, Inputs: map[string]any{"prompt": "woken from afar"}, PollInterval: hourly,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var res workflows.ComfyRunResult
+	require.NoError(t, run.Get(ctx, &res), "the other worker must have completed the wait")
+	assert.Equal(t, "success", res.Status)
+	require.Len(t, res.Attempts, 1)
+	assert.Positive(t, res.Attempts[0].RunSeconds, "the result is the run's, read again by the other worker")
+	assert.NotEmpty(t, res.Outputs)
+	assert.Equal(t, 1, e.sim.Counters().RunsCreated)
+}
+
 func TestWebhooksEndEveryItemOfABatch(t *testing.T) {
 	e := newEnv(t, comfytest.Options{Faults: comfytest.Faults{WebhookDuplicateRate: 0.5, WebhookReorderRate: 0.5}}, withWebhooks())
 	const n = 12

@@ -7,6 +7,7 @@
 package wakeup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,13 @@ const DefaultTokenLifetime = 7 * 24 * time.Hour
 // MinSecretLength is the shortest webhook secret New accepts.
 const MinSecretLength = 16
 
+// elsewhereLimit bounds the Elsewhere calls in flight; beyond it a webhook
+// is left to polling rather than queued.
+const elsewhereLimit = 16
+
+// elsewhereTimeout bounds one Elsewhere call.
+const elsewhereTimeout = 30 * time.Second
+
 // maxBody bounds a webhook body: a run.updated carries every output's
 // metadata, never the files.
 const maxBody = 4 << 20
@@ -41,6 +49,13 @@ type Hub struct {
 	now    func() time.Time
 	// TokenLifetime is how long a signed URL is accepted.
 	TokenLifetime time.Duration
+	// Elsewhere, when set, is called with the URL's correlation token when
+	// a run ended that no wait on this worker watches: with several workers
+	// behind one webhook URL, the wait usually runs on another one.
+	// activities.WaitFinisher.Finish fits. Set it before serving.
+	Elsewhere func(ctx context.Context, correlationToken, runID string) (bool, error)
+
+	slots chan struct{}
 
 	mu      sync.Mutex
 	waiters map[string]map[chan struct{}]struct{}
@@ -68,6 +83,7 @@ func New(publicURL, secret string, logger *slog.Logger) (*Hub, error) {
 		now:           time.Now,
 		TokenLifetime: DefaultTokenLifetime,
 		waiters:       map[string]map[chan struct{}]struct{}{},
+		slots:         make(chan struct{}, elsewhereLimit),
 	}, nil
 }
 
@@ -116,14 +132,16 @@ func (h *Hub) wake(runID string) int {
 
 // ServeHTTP receives ComfyDeploy's webhook POSTs. A URL this worker did not
 // sign is refused with 401; anything else valid is answered 204, so
-// ComfyDeploy does not retry. Only terminal statuses wake a wait.
+// ComfyDeploy does not retry. Only terminal statuses wake a wait: one on
+// this worker, else through Elsewhere.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
 	}
-	if _, err := h.signer.Verify(r.URL, h.now()); err != nil {
+	token, err := h.signer.Verify(r.URL, h.now())
+	if err != nil {
 		// The query holds the signature: log the reason, never the URL.
 		h.logger.Warn("Refused a webhook with a bad or expired token", "Error", err, "Remote", r.RemoteAddr)
 		http.Error(w, "invalid webhook token", http.StatusUnauthorized)
@@ -148,6 +166,33 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ev.Status.IsTerminal() || h.dedupe.Seen(ev) {
 		return
 	}
-	n := h.wake(ev.RunID)
-	h.logger.Debug("Webhook woke the wait of a run", "RunId", ev.RunID, "Status", string(ev.Status), "Waits", n)
+	if n := h.wake(ev.RunID); n > 0 {
+		h.logger.Debug("Webhook woke the wait of a run", "RunId", ev.RunID, "Status", string(ev.Status), "Waits", n)
+		return
+	}
+	if h.Elsewhere != nil {
+		h.finishElsewhere(token, ev.RunID)
+	}
+}
+
+// finishElsewhere calls Elsewhere in the background, within elsewhereLimit.
+func (h *Hub) finishElsewhere(token, runID string) {
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		h.logger.Debug("Too many webhooks in flight; leaving the run to polling", "RunId", runID)
+		return
+	}
+	go func() {
+		defer func() { <-h.slots }()
+		ctx, cancel := context.WithTimeout(context.Background(), elsewhereTimeout)
+		defer cancel()
+		done, err := h.Elsewhere(ctx, token, runID)
+		switch {
+		case err != nil:
+			h.logger.Warn("Could not end the wait of a run from its webhook; polling will", "RunId", runID, "Error", err)
+		case done:
+			h.logger.Debug("Webhook ended the wait of a run on another worker", "RunId", runID)
+		}
+	}()
 }

@@ -2,6 +2,7 @@ package wakeup
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -131,4 +132,35 @@ func TestURLCarriesTheCorrelationToken(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(hook, "https://worker.example/comfy/webhook?"))
 	assert.Contains(t, hook, "cid=wf%2Frun%2F2")
+}
+
+// elsewhere records the calls of Hub.Elsewhere.
+type elsewhere struct {
+	calls chan [2]string
+}
+
+func (e *elsewhere) finish(_ context.Context, token, runID string) (bool, error) {
+	e.calls <- [2]string{token, runID}
+	return true, nil
+}
+
+func TestRunsWatchedNowhereHereGoElsewhere(t *testing.T) {
+	h := newHub(t, nil)
+	e := &elsewhere{calls: make(chan [2]string, 4)}
+	h.Elsewhere = e.finish
+	hook, err := h.URL("batch/7/r1/1")
+	require.NoError(t, err)
+	_, stop := h.Watch("run-here")
+	defer stop()
+
+	post(h, hook, `{"run_id":"run-here","status":"success","outputs":[]}`)
+	post(h, hook, `{"run_id":"run-away","status":"running","outputs":[]}`)
+	post(h, hook, `{"run_id":"run-away","status":"success","outputs":[]}`)
+	select {
+	case call := <-e.calls:
+		assert.Equal(t, [2]string{"batch/7/r1/1", "run-away"}, call, "the token comes from the signed URL")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Elsewhere was not called for a run no wait here watches")
+	}
+	assert.Empty(t, e.calls, "a run woken here, and a non-terminal status, go nowhere else")
 }

@@ -171,7 +171,7 @@ func (r *comfyRun) attempt(ctx workflow.Context, n int) (*activities.Attempt, er
 	info := workflow.GetInfo(ctx)
 	att := activities.Attempt{
 		Number:           n,
-		CorrelationToken: fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, n),
+		CorrelationToken: activities.CorrelationToken(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, n),
 		SubmittedAt:      workflow.Now(ctx),
 	}
 	r.status.Attempt, r.status.RunID, r.status.Status, r.status.Progress, r.status.LiveStatus = n, "", "", 0, ""

@@ -51,6 +51,7 @@ type config struct {
 	runners      []string
 	trace        bool
 	stockServer  bool
+	serverArgs   []string
 }
 
 func main() {
@@ -63,6 +64,10 @@ func main() {
 	runners := flag.String("runners", "pool,polling,webhooks", "what to measure, comma-separated: pool (goroutine pool), polling (ComfyBatch), webhooks (ComfyBatch with webhook wake-ups)")
 	flag.BoolVar(&cfg.trace, "trace", false, "print the event timeline of one item's ComfyRun, to see where time goes")
 	flag.BoolVar(&cfg.stockServer, "stock-server", false, "run the dev server without our dynamic config (see package devserver)")
+	flag.Func("server-arg", "extra `flag` for `temporal server start-dev` (repeatable)", func(v string) error {
+		cfg.serverArgs = append(cfg.serverArgs, v)
+		return nil
+	})
 	flag.Parse()
 	cfg.runners = strings.Split(*runners, ",")
 	for _, r := range cfg.runners {
@@ -247,6 +252,7 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	if cfg.stockServer {
 		opts.ExtraArgs = nil
 	}
+	opts.ExtraArgs = append(opts.ExtraArgs, cfg.serverArgs...)
 	opts.ClientOptions = &client.Options{Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))}
 	srv, err := testsuite.StartDevServer(ctx, opts)
 	if err != nil {
@@ -309,7 +315,8 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	}
 	if cfg.trace {
 		traceChild(ctx, tc, fmt.Sprintf("bench-batch/%d", cfg.items/2))
-		traceBatch(ctx, tc, "bench-batch", firstRunID)
+		initiated := traceBatch(ctx, tc, "bench-batch", firstRunID)
+		traceItems(ctx, tc, "bench-batch", cfg.items, cfg.runTime, initiated)
 	}
 	return res.Succeeded, res.Failed, nil
 }
@@ -386,11 +393,65 @@ func traceChild(ctx context.Context, tc client.Client, workflowID string) {
 	}
 }
 
+// traceItems splits the lifetime of about 100 items' ComfyRuns into the
+// steps of an item: start to submitted, the wait beyond the run time T,
+// collecting outputs, and reporting to the batch.
+func traceItems(ctx context.Context, tc client.Client, batchID string, n int, runTime time.Duration, initiated map[string]time.Time) {
+	var create, submit, wait, collect, report []time.Duration
+	for i := 0; i < n; i += max(n/100, 1) {
+		id := fmt.Sprintf("%s/%d", batchID, i)
+		it := tc.GetWorkflowHistory(ctx, id, "", false, 0)
+		var marks []time.Time // start, then each completed activity, then the report
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				fmt.Println("  history:", err)
+				return
+			}
+			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+				enumspb.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
+				marks = append(marks, ev.GetEventTime().AsTime())
+			}
+		}
+		if len(marks) != 5 { // start, submit, await, collect, report
+			continue
+		}
+		if at, ok := initiated[id]; ok {
+			create = append(create, marks[0].Sub(at))
+		}
+		submit = append(submit, marks[1].Sub(marks[0]))
+		wait = append(wait, marks[2].Sub(marks[1])-runTime)
+		collect = append(collect, marks[3].Sub(marks[2]))
+		report = append(report, marks[4].Sub(marks[3]))
+	}
+	fmt.Printf("\nItems (%d sampled), p50 / p90 / mean:\n", len(submit))
+	for _, row := range []struct {
+		name string
+		d    []time.Duration
+	}{{"batch → child start", create}, {"start → submitted", submit}, {"wait beyond T", wait}, {"collect outputs", collect}, {"report to batch", report}} {
+		fmt.Printf("  %-18s %7s %7s %7s\n", row.name, percentile(row.d, .5), percentile(row.d, .9), mean(row.d))
+	}
+}
+
+func mean(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, x := range d {
+		sum += x
+	}
+	return (sum / time.Duration(len(d))).Round(time.Millisecond)
+}
+
 // traceBatch summarises the batch's own workflow tasks over all its runs:
 // how long they wait for a worker, how long the worker takes, how long a
 // report signal waits until a task has applied it, and how many items were
 // in flight on average.
-func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string) {
+// It returns when each child was last asked to start.
+func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string) map[string]time.Time {
+	byChild := map[string]time.Time{}
 	var scheduled, started time.Time
 	var waits, works, applied []time.Duration
 	var signals []time.Time
@@ -403,15 +464,17 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 	// A freed slot is refilled by the next child start.
 	var freed []time.Time
 	var refills, starts []time.Duration
+	failed := map[string]int{} // workflow task failures by cause
 	for ; runID != ""; runs++ {
-		initiated := map[int64]time.Time{} // event ids count per run
+		initiated := map[int64]time.Time{}
+		failed := map[string]int{} // event ids count per run
 		it := tc.GetWorkflowHistory(ctx, workflowID, runID, false, 0)
 		runID = ""
 		for it.HasNext() {
 			ev, err := it.Next()
 			if err != nil {
 				fmt.Println("  history:", err)
-				return
+				return byChild
 			}
 			events++
 			at := ev.GetEventTime().AsTime()
@@ -427,6 +490,7 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 				inFlight++
 				peak = max(peak, inFlight)
 				initiated[ev.GetEventId()] = at
+				byChild[ev.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetWorkflowId()] = at
 				if len(freed) > 0 {
 					refills = append(refills, at.Sub(freed[0]))
 					freed = freed[1:]
@@ -455,10 +519,15 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 				}
 			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
 				runID = ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+				failed[ev.GetWorkflowTaskFailedEventAttributes().GetCause().String()]++
 			}
 		}
 	}
 	fmt.Printf("\nBatch %s, %d runs: %d events, %d workflow tasks\n", workflowID, runs, events, tasks)
+	if len(failed) > 0 {
+		fmt.Printf("  workflow task failures     %v\n", failed)
+	}
 	fmt.Printf("  task scheduled → started   p50 %s  p90 %s\n", percentile(waits, .5), percentile(waits, .9))
 	fmt.Printf("  task started → completed   p50 %s  p90 %s\n", percentile(works, .5), percentile(works, .9))
 	fmt.Printf("  report signal → applied    p50 %s  p90 %s  (%d reports)\n", percentile(applied, .5), percentile(applied, .9), len(applied))
@@ -467,6 +536,7 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 	if d := last.Sub(first).Seconds(); d > 0 {
 		fmt.Printf("  items in flight            mean %.1f  peak %d over %s\n", area/d, peak, last.Sub(first).Round(time.Millisecond))
 	}
+	return byChild
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {

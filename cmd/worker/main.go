@@ -161,15 +161,6 @@ func run() error {
 		return fmt.Errorf("configuration: COMFY_OUTPUT_DIR: %w", err)
 	}
 
-	if hub != nil {
-		stopHooks, err := serveWebhooks(cfg.WebhookListen, cfg.WebhookURL, hub)
-		if err != nil {
-			return fmt.Errorf("configuration: COMFY_WEBHOOK_LISTEN: %w", err)
-		}
-		defer stopHooks()
-		zl.Info("Receiving ComfyDeploy webhooks", zap.String("url", cfg.WebhookURL), zap.String("listen", cfg.WebhookListen))
-	}
-
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     cfg.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflowTasks,
@@ -181,6 +172,7 @@ func run() error {
 		Downloader:       &http.Client{Timeout: 10 * time.Minute},
 		Signaler:         tc,
 		Temporal:         tc,
+		Namespace:        namespace(opts),
 		PollInterval:     cfg.PollInterval,
 		QueueTimeout:     cfg.QueueTimeout,
 		ExecutionTimeout: cfg.ExecutionTimeout,
@@ -188,6 +180,13 @@ func run() error {
 	}
 	if hub != nil {
 		acts.Wakeups = hub // a nil *Hub in the interface would not read as "off"
+		hub.Elsewhere = activities.WaitFinisher{Activities: acts}.Finish
+		stopHooks, err := serveWebhooks(cfg.WebhookListen, cfg.WebhookURL, hub)
+		if err != nil {
+			return fmt.Errorf("configuration: COMFY_WEBHOOK_LISTEN: %w", err)
+		}
+		defer stopHooks()
+		zl.Info("Receiving ComfyDeploy webhooks", zap.String("url", cfg.WebhookURL), zap.String("listen", cfg.WebhookListen))
 	}
 	w.RegisterActivity(acts)
 
