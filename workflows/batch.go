@@ -600,6 +600,7 @@ func (b *batch) start(f Flight, inputs map[string]any, tries int, prevErr string
 		// A succeeded item's id cannot be reused: a re-run skips it.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		StaticSummary:         fmt.Sprintf("Item %d of batch %s on %s", f.Index, b.id, m.DeploymentID),
+		TypedSearchAttributes: StartSearchAttributes(m.DeploymentID),
 	})
 	m.Served++
 	b.st.InFlight = append(b.st.InFlight, f)

@@ -77,6 +77,9 @@ func (r *comfyRun) setup(ctx workflow.Context) error {
 		Attempts:     []activities.Attempt{},
 	}
 	r.result = ComfyRunResult{WorkflowID: info.WorkflowExecution.ID, DeploymentID: r.in.DeploymentID, Attempts: []activities.Attempt{}}
+	if r.startedVisible(ctx) {
+		r.shownStatus = statusPending
+	}
 
 	err := workflow.SetQueryHandlerWithOptions(ctx, StatusQuery, func() (RunStatus, error) { return r.status, nil },
 		workflow.QueryHandlerOptions{Description: "Phase, ComfyDeploy run id, status, progress, live status, attempts and outputs"})
@@ -96,7 +99,7 @@ func (r *comfyRun) setup(ctx workflow.Context) error {
 			r.onProgress(ctx, u)
 		}
 	})
-	r.upsert(ctx, "pending")
+	r.upsert(ctx, statusPending)
 	r.showDetails(ctx)
 	return nil
 }

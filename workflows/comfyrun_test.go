@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/suite"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/preflight"
@@ -372,4 +373,39 @@ func (s *comfyRunSuite) TestUnconfirmedSubmitIsCancelledByTokenBeforeFailing() {
 	s.Require().Error(s.env.GetWorkflowError())
 	s.Equal(PhaseFailed, s.status().Phase)
 	s.Contains(s.status().Attempts[0].Error, "submission outcome unknown: run cancelled at ComfyDeploy")
+}
+
+// parentOf runs a ComfyRun as a child started with StartSearchAttributes,
+// as batches and pipelines do.
+func parentOf(ctx workflow.Context, in ComfyRunInput) (*ComfyRunResult, error) {
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: "item-1", TypedSearchAttributes: StartSearchAttributes(in.DeploymentID),
+	})
+	var res ComfyRunResult
+	err := workflow.ExecuteChildWorkflow(cctx, ComfyRunWorkflow, in).Get(cctx, &res)
+	return &res, err
+}
+
+func (s *comfyRunSuite) TestChildStartedVisibleSkipsItsFirstUpsert() {
+	s.env.RegisterWorkflow(parentOf)
+	s.preflightOK(true)
+	s.submitReturns("run-1")
+	s.awaitReturns("run-1", "success", "")
+	s.collectOK("run-1")
+	s.env.ExecuteWorkflow(parentOf, input())
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.Equal([]string{"not-started", "success"}, *s.shown, "pending was set at start")
+}
+
+func (s *comfyRunSuite) TestRunWithoutParentStillUpsertsPending() {
+	// The starter sets the same attributes on a run it starts, and runs
+	// started that way have always upserted "pending" too: keep replaying.
+	s.Require().NoError(s.env.SetTypedSearchAttributesOnStart(StartSearchAttributes(testDeployment)))
+	s.preflightOK(true)
+	s.submitReturns("run-1")
+	s.awaitReturns("run-1", "success", "")
+	s.collectOK("run-1")
+	s.env.ExecuteWorkflow(ComfyRun, input())
+	s.result()
+	s.Equal([]string{"pending", "not-started", "success"}, *s.shown)
 }

@@ -360,8 +360,9 @@ func (p *comfyPipeline) runOne(ctx workflow.Context, st *pipeline.Step, i int) e
 		summary = fmt.Sprintf("Step %s item %d · deployment %s", st.Name, i, st.Deployment)
 	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:    run.WorkflowID,
-		StaticSummary: summary,
+		WorkflowID:            run.WorkflowID,
+		StaticSummary:         summary,
+		TypedSearchAttributes: StartSearchAttributes(st.Deployment),
 		// Cancelling a step must end with its remote run cancelled; the
 		// pipeline waits for that instead of terminating the child.
 		WaitForCancellation: true,

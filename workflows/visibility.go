@@ -42,6 +42,31 @@ func DevServerSearchAttributes() temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(updates...)
 }
 
+// StartSearchAttributes are a ComfyRun's search attributes at its start.
+// A batch or pipeline that sets them on its children saves each its first
+// upsert (a history event and a visibility write, which a batch of
+// thousands of items notices).
+func StartSearchAttributes(deploymentID string) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(DeploymentIDKey.ValueSet(deploymentID), StatusKey.ValueSet(statusPending))
+}
+
+// statusPending is ComfyStatus from the start until the run is submitted.
+const statusPending = "pending"
+
+// startedVisible reports whether the run is a child that started with
+// StartSearchAttributes, so its first upsert would repeat them. Only
+// children skip it: the starter CLI has long set these attributes on runs
+// that still upsert, and skipping it there would not replay.
+func (r *comfyRun) startedVisible(ctx workflow.Context) bool {
+	if workflow.GetInfo(ctx).ParentWorkflowExecution == nil {
+		return false
+	}
+	sa := workflow.GetTypedSearchAttributes(ctx)
+	status, _ := sa.GetKeyword(StatusKey)
+	deployment, _ := sa.GetKeyword(DeploymentIDKey)
+	return status == statusPending && deployment == r.in.DeploymentID
+}
+
 // upsert records a phase change in the search attributes. Progress updates
 // never come here: each upsert is a history event.
 func (r *comfyRun) upsert(ctx workflow.Context, status string) {

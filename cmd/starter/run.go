@@ -12,7 +12,6 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
@@ -92,10 +91,7 @@ with "starter watch ID".`)
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            staticSummary(in),
 		StaticDetails:                            staticDetails(in),
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.DeploymentIDKey.ValueSet(in.DeploymentID),
-			workflows.StatusKey.ValueSet("pending"),
-		),
+		TypedSearchAttributes:                    workflows.StartSearchAttributes(in.DeploymentID),
 	}
 	wr, err := c.ExecuteWorkflow(ctx, opts, workflows.ComfyRunWorkflow, in)
 	if err != nil {
