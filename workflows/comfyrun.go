@@ -77,9 +77,6 @@ func (r *comfyRun) setup(ctx workflow.Context) error {
 		Attempts:     []activities.Attempt{},
 	}
 	r.result = ComfyRunResult{WorkflowID: info.WorkflowExecution.ID, DeploymentID: r.in.DeploymentID, Attempts: []activities.Attempt{}}
-	if r.startedVisible(ctx) {
-		r.shownStatus = statusPending
-	}
 
 	err := workflow.SetQueryHandlerWithOptions(ctx, StatusQuery, func() (RunStatus, error) { return r.status, nil },
 		workflow.QueryHandlerOptions{Description: "Phase, ComfyDeploy run id, status, progress, live status, attempts and outputs"})

@@ -43,29 +43,17 @@ func DevServerSearchAttributes() temporal.SearchAttributes {
 }
 
 // StartSearchAttributes are a ComfyRun's search attributes at its start.
-// A batch or pipeline that sets them on its children saves each its first
-// upsert (a history event and a visibility write, which a batch of
-// thousands of items notices).
+// Batches, pipelines and the starter set them, so a run can be found by
+// deployment from the moment it exists. The run still upserts them in its
+// first task: runs have always done so, and a run that skipped it would
+// not replay on a worker that did not (during a rolling upgrade, either
+// may run the first task).
 func StartSearchAttributes(deploymentID string) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(DeploymentIDKey.ValueSet(deploymentID), StatusKey.ValueSet(statusPending))
 }
 
 // statusPending is ComfyStatus from the start until the run is submitted.
 const statusPending = "pending"
-
-// startedVisible reports whether the run is a child that started with
-// StartSearchAttributes, so its first upsert would repeat them. Only
-// children skip it: the starter CLI has long set these attributes on runs
-// that still upsert, and skipping it there would not replay.
-func (r *comfyRun) startedVisible(ctx workflow.Context) bool {
-	if workflow.GetInfo(ctx).ParentWorkflowExecution == nil {
-		return false
-	}
-	sa := workflow.GetTypedSearchAttributes(ctx)
-	status, _ := sa.GetKeyword(StatusKey)
-	deployment, _ := sa.GetKeyword(DeploymentIDKey)
-	return status == statusPending && deployment == r.in.DeploymentID
-}
 
 // upsert records a phase change in the search attributes. Progress updates
 // never come here: each upsert is a history event.
