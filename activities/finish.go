@@ -8,7 +8,11 @@ import (
 	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
+
+	"github.com/durable-comfy/durable-comfy/comfy"
 )
 
 // CorrelationToken names submission attempt n of one workflow run:
@@ -40,8 +44,24 @@ func cutLast(s string) (before, after string, ok bool) {
 	return s[:i], s[i+1:], true
 }
 
-// awaitRunActivity is the name AwaitRun is registered under.
-const awaitRunActivity = "AwaitRun"
+// AwaitRunActivity is the name AwaitRun is registered under.
+const AwaitRunActivity = "AwaitRun"
+
+// PendingWait finds the AwaitRun among a workflow's pending activities and
+// decodes its last heartbeat. ok is false when none is pending or it has
+// not heartbeated yet (it heartbeats on its first poll).
+func PendingWait(desc *workflowservice.DescribeWorkflowExecutionResponse) (pending *workflowpb.PendingActivityInfo, state PollState, ok bool) {
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != AwaitRunActivity || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &state); err != nil {
+			continue // an older payload shape
+		}
+		return pa, state, true
+	}
+	return nil, PollState{}, false
+}
 
 // WaitFinisher ends waits from webhooks. It uses the Activities' clients but
 // is a type of its own, so that registering Activities does not make Finish
@@ -69,27 +89,22 @@ func (f WaitFinisher) Finish(ctx context.Context, correlationToken, runID string
 	if err != nil {
 		return false, fmt.Errorf("describe workflow %s: %w", workflowID, err)
 	}
-	activityID := ""
-	for _, pa := range desc.GetPendingActivities() {
-		if pa.GetActivityType().GetName() != awaitRunActivity || pa.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
-			continue
-		}
-		var state PollState
-		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &state); err == nil && state.RunID == runID {
-			activityID = pa.GetActivityId()
-		}
-	}
-	if activityID == "" {
-		return false, nil // no wait on this run, or it has not polled yet (its first poll will see the end)
+	pending, state, ok := PendingWait(desc)
+	if !ok || state.RunID != runID || pending.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
+		// No wait on this run; or it has not polled yet, or waits to be
+		// retried: its next poll sees the end.
+		return false, nil
 	}
 	run, err := a.Comfy.Runs.Get(ctx, runID, nil)
 	if err != nil {
 		return false, fmt.Errorf("get run %s: %w", runID, err)
 	}
-	if !run.Status.IsTerminal() {
+	// A cancelled run is left to the wait itself: it may be cancelling it
+	// because a deadline passed, and only it knows which.
+	if !run.Status.IsTerminal() || run.Status == comfy.StatusCancelled {
 		return false, nil
 	}
-	err = a.Temporal.CompleteActivityByID(ctx, cmp.Or(a.Namespace, "default"), workflowID, workflowRunID, activityID, a.ended(ctx, run), nil)
+	err = a.Temporal.CompleteActivityByID(ctx, cmp.Or(a.Namespace, "default"), workflowID, workflowRunID, pending.GetActivityId(), a.ended(ctx, run), nil)
 	if err != nil {
 		return false, fmt.Errorf("complete the wait of run %s: %w", runID, err)
 	}

@@ -19,11 +19,12 @@ import (
 // withWakeups serves a wakeup.Hub that the simulator's webhooks reach.
 func withWakeups(t *testing.T, h *harness) *wakeup.Hub {
 	t.Helper()
-	mux := httptest.NewServer(nil)
-	t.Cleanup(mux.Close)
-	hub, err := wakeup.New(mux.URL+"/comfy/webhook", "activities-test-webhook-secret", nil)
+	srv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(srv.Close)
+	hub, err := wakeup.New("http://"+srv.Listener.Addr().String()+"/comfy/webhook", "activities-test-webhook-secret", nil)
 	require.NoError(t, err)
-	mux.Config.Handler = hub
+	srv.Config.Handler = hub
+	srv.Start()
 	h.acts.Wakeups = hub
 	return hub
 }
@@ -59,13 +60,23 @@ func TestAwaitRunWakesOnTheWebhookInsteadOfWaitingForItsPoll(t *testing.T) {
 
 	// One poll an hour: only the webhook can end this wait in time.
 	const interval = time.Hour
-	done := make(chan activities.AwaitResult, 1)
-	go func() {
-		done <- await(t, h.env(), h.acts, activities.AwaitRequest{RunID: sub.RunID, SubmittedAt: time.Now(), PollInterval: interval, CanCancel: true})
+	type outcome struct {
+		res activities.AwaitResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() { // no require here: it may not stop the test from another goroutine
+		var o outcome
+		val, err := h.env().ExecuteActivity(h.acts.AwaitRun, activities.AwaitRequest{RunID: sub.RunID, SubmittedAt: time.Now(), PollInterval: interval, CanCancel: true})
+		if o.err = err; err == nil {
+			o.err = val.Get(&o.res)
+		}
+		done <- o
 	}()
 	select {
-	case res := <-done:
-		assert.Equal(t, string(comfy.StatusSuccess), res.Status)
+	case o := <-done:
+		require.NoError(t, o.err)
+		assert.Equal(t, string(comfy.StatusSuccess), o.res.Status)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("AwaitRun was not woken by the run's webhook")
 	}

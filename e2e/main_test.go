@@ -90,13 +90,14 @@ type envOption func(*env)
 // withWebhooks gives the worker a webhook endpoint that the simulator calls.
 func withWebhooks() envOption {
 	return func(e *env) {
-		srv := httptest.NewServer(nil)
+		srv := httptest.NewUnstartedServer(nil)
 		e.t.Cleanup(srv.Close)
-		hub, err := wakeup.New(srv.URL+"/comfy/webhook", "e2e-webhook-secret-0123456789", nil)
+		hub, err := wakeup.New("http://"+srv.Listener.Addr().String()+"/comfy/webhook", "e2e-webhook-secret-0123456789", nil)
 		if err != nil {
 			e.t.Fatal(err)
 		}
 		srv.Config.Handler = hub
+		srv.Start()
 		e.hub = hub
 	}
 }
@@ -107,9 +108,9 @@ func withWebhooks() envOption {
 func withWebhooksOnAnotherWorker() envOption {
 	return func(e *env) {
 		const secret = "e2e-webhook-secret-0123456789"
-		other := httptest.NewServer(nil)
+		other := httptest.NewUnstartedServer(nil)
 		e.t.Cleanup(other.Close)
-		url := other.URL + "/comfy/webhook"
+		url := "http://" + other.Listener.Addr().String() + "/comfy/webhook"
 		otherHub, err := wakeup.New(url, secret, nil)
 		if err != nil {
 			e.t.Fatal(err)
@@ -120,6 +121,7 @@ func withWebhooksOnAnotherWorker() envOption {
 		}
 		otherHub.Elsewhere = activities.WaitFinisher{Activities: &activities.Activities{Comfy: cc, Temporal: e.client}}.Finish
 		other.Config.Handler = otherHub
+		other.Start()
 		if e.hub, err = wakeup.New(url, secret, nil); err != nil {
 			e.t.Fatal(err)
 		}

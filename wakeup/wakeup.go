@@ -163,7 +163,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-	if !ev.Status.IsTerminal() || h.dedupe.Seen(ev) {
+	// One terminal status per submission and run is acted on. The key is
+	// not the body, which a holder of a leaked URL could vary at will.
+	if !ev.Status.IsTerminal() || h.dedupe.SeenKey(token+"\x00"+ev.RunID) {
 		return
 	}
 	if n := h.wake(ev.RunID); n > 0 {

@@ -79,6 +79,8 @@ func TestDuplicateDeliveriesWakeOnce(t *testing.T) {
 	require.True(t, woken(ch))
 	post(h, hook, body)
 	assert.False(t, woken(ch), "the duplicate must not cost another poll")
+	post(h, hook, `{"run_id":"run-1","status":"failed","progress":0.5,"live_status":"x","outputs":[]}`)
+	assert.False(t, woken(ch), "nor a body varied to look new")
 }
 
 func TestStoppedWatchIsForgotten(t *testing.T) {

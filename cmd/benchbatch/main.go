@@ -270,13 +270,14 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 		PollInterval: cfg.pollInterval,
 	}
 	if webhooks {
-		hooks := httptest.NewServer(nil)
+		hooks := httptest.NewUnstartedServer(nil)
 		defer hooks.Close()
-		hub, err := wakeup.New(hooks.URL+"/comfy/webhook", "benchbatch-webhook-secret", nil)
+		hub, err := wakeup.New("http://"+hooks.Listener.Addr().String()+"/comfy/webhook", "benchbatch-webhook-secret", nil)
 		if err != nil {
 			return 0, 0, err
 		}
 		hooks.Config.Handler = hub
+		hooks.Start()
 		acts.Wakeups = hub
 	}
 	const queue = "bench"
@@ -466,8 +467,7 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 	var refills, starts []time.Duration
 	failed := map[string]int{} // workflow task failures by cause
 	for ; runID != ""; runs++ {
-		initiated := map[int64]time.Time{}
-		failed := map[string]int{} // event ids count per run
+		initiated := map[int64]time.Time{} // event ids count per run
 		it := tc.GetWorkflowHistory(ctx, workflowID, runID, false, 0)
 		runID = ""
 		for it.HasNext() {

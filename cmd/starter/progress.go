@@ -10,7 +10,6 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/workflows"
@@ -23,7 +22,6 @@ const (
 	// the bar says that no worker is polling the task queue.
 	noWorkerAfter = 5 * time.Second
 	barWidth      = 20
-	awaitActivity = "AwaitRun"
 )
 
 // snapshot is what one progress line shows: the workflow's phase and
@@ -218,16 +216,9 @@ func (p *progressPrinter) done() {
 	}
 }
 
-// awaitState decodes the last heartbeat of a pending AwaitRun activity.
+// awaitState is the last heartbeat of the pending AwaitRun, or nil.
 func awaitState(desc *workflowservice.DescribeWorkflowExecutionResponse) *activities.PollState {
-	for _, pa := range desc.GetPendingActivities() {
-		if pa.GetActivityType().GetName() != awaitActivity || pa.GetHeartbeatDetails() == nil {
-			continue
-		}
-		var ps activities.PollState
-		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &ps); err != nil {
-			continue // an older payload shape must not stop the bar
-		}
+	if _, ps, ok := activities.PendingWait(desc); ok {
 		return &ps
 	}
 	return nil

@@ -181,7 +181,7 @@ func run() error {
 	if hub != nil {
 		acts.Wakeups = hub // a nil *Hub in the interface would not read as "off"
 		hub.Elsewhere = activities.WaitFinisher{Activities: acts}.Finish
-		stopHooks, err := serveWebhooks(cfg.WebhookListen, cfg.WebhookURL, hub)
+		stopHooks, err := serveWebhooks(cfg.WebhookListen, cfg.WebhookURL, hub, zl)
 		if err != nil {
 			return fmt.Errorf("configuration: COMFY_WEBHOOK_LISTEN: %w", err)
 		}
@@ -202,7 +202,7 @@ func run() error {
 
 // serveWebhooks serves hub at the path of publicURL on addr until the
 // returned function shuts it down.
-func serveWebhooks(addr, publicURL string, hub http.Handler) (func(), error) {
+func serveWebhooks(addr, publicURL string, hub http.Handler, logger *zap.Logger) (func(), error) {
 	u, err := url.Parse(publicURL)
 	if err != nil {
 		return nil, err
@@ -217,8 +217,12 @@ func serveWebhooks(addr, publicURL string, hub http.Handler) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("Webhook endpoint stopped; runs are noticed by polling", zap.Error(err))
+		}
+	}()
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -1,15 +1,28 @@
 package main
 
 import (
+	"net"
+	"net/http"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 )
 
+// loadConfig reads the configuration from env alone: COMFY_* variables of
+// the environment the tests run in are cleared first.
 func loadConfig(t *testing.T, env map[string]string) config {
 	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, envPrefix+"_") {
+			t.Setenv(name, "") // restored after the test
+			require.NoError(t, os.Unsetenv(name))
+		}
+	}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -33,4 +46,32 @@ func TestWebhookSecretWithoutURLIsRejected(t *testing.T) {
 func TestZeroDurationsAreRejected(t *testing.T) {
 	cfg := loadConfig(t, map[string]string{"COMFY_API_KEY": "k", "COMFY_POLL_INTERVAL": "0s"})
 	assert.ErrorContains(t, cfg.validate(), "COMFY_POLL_INTERVAL must be a positive duration")
+}
+
+func TestServeWebhooksServesTheURLPath(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+
+	hits := 0
+	stop, err := serveWebhooks(addr, "https://worker.example/comfy/webhook", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits++
+		w.WriteHeader(http.StatusNoContent)
+	}), zap.NewNop())
+	require.NoError(t, err)
+	defer stop()
+
+	resp, err := http.Post("http://"+addr+"/comfy/webhook?cid=x", "application/json", strings.NewReader("{}"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	resp, err = http.Post("http://"+addr+"/elsewhere", "application/json", strings.NewReader("{}"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Equal(t, 1, hits)
+
+	_, err = serveWebhooks(addr, "https://worker.example/comfy/webhook", http.NotFoundHandler(), zap.NewNop())
+	assert.Error(t, err, "the address is taken")
 }
