@@ -18,15 +18,23 @@ import (
 // make a wait notice that its run ended.
 const hourly = workflows.Duration(time.Hour)
 
-func TestWebhookEndsTheWaitOfARun(t *testing.T) {
-	e := newEnv(t, comfytest.Options{Faults: comfytest.Faults{WebhookDuplicateRate: 1}}, withWebhooks())
-	run := e.start("e2e-webhook-run", workflows.ComfyRunInput{
-		DeploymentID: txt2img, Inputs: map[string]any{"prompt": "woken by a webhook"}, PollInterval: hourly,
+// runPollingHourly runs a ComfyRun that polls once an hour and fails the
+// test unless it ends within a minute, which only a webhook can make it do.
+func (e *env) runPollingHourly(id string) workflows.ComfyRunResult {
+	e.t.Helper()
+	run := e.start(id, workflows.ComfyRunInput{
+		DeploymentID: txt2img, Inputs: map[string]any{"prompt": "woken by a webhook: " + id}, PollInterval: hourly,
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var res workflows.ComfyRunResult
-	require.NoError(t, run.Get(ctx, &res), "the run's webhook must have ended its wait")
+	require.NoError(e.t, run.Get(ctx, &res), "a webhook must have ended the run's wait")
+	return res
+}
+
+func TestWebhookEndsTheWaitOfARun(t *testing.T) {
+	e := newEnv(t, comfytest.Options{Faults: comfytest.Faults{WebhookDuplicateRate: 1}}, withWebhooks())
+	res := e.runPollingHourly("e2e-webhook-run")
 	assert.Equal(t, "success", res.Status)
 	assert.NotEmpty(t, res.Outputs)
 	c := e.sim.Counters()
@@ -37,13 +45,7 @@ func TestWebhookEndsTheWaitOfARun(t *testing.T) {
 
 func TestWebhookOnAnotherWorkerEndsTheWait(t *testing.T) {
 	e := newEnv(t, comfytest.Options{}, withWebhooksOnAnotherWorker())
-	run := e.start("e2e-webhook-elsewhere", workflows.ComfyRunInput{
-		DeploymentID: txt2img, Inputs: map[string]any{"prompt": "woken from afar"}, PollInterval: hourly,
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var res workflows.ComfyRunResult
-	require.NoError(t, run.Get(ctx, &res), "the other worker must have completed the wait")
+	res := e.runPollingHourly("e2e-webhook-elsewhere")
 	assert.Equal(t, "success", res.Status)
 	require.Len(t, res.Attempts, 1)
 	assert.Positive(t, res.Attempts[0].RunSeconds, "the result is the run's, read again by the other worker")
