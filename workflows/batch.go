@@ -104,6 +104,12 @@ type batch struct {
 	// marks deployments whose check is in flight.
 	rechecks bool
 	checking map[string]bool
+	// whenAsked: children this run starts report by signal only when asked,
+	// before a continue-as-new; acked holds the keys of those that agreed.
+	whenAsked bool
+	acked     map[string]bool
+	// reports counts the reports applied, to wake the main loop.
+	reports int
 }
 
 func (b *batch) setup(ctx workflow.Context) error {
@@ -112,7 +118,10 @@ func (b *batch) setup(ctx workflow.Context) error {
 	b.logger = log.With(workflow.GetLogger(ctx), "BatchId", b.id)
 	b.ctx, _ = workflow.NewDisconnectedContext(ctx)
 	b.inputs, b.unstarted, b.watched = map[int]map[string]any{}, map[int]bool{}, map[int]bool{}
-	b.checking = map[string]bool{}
+	b.checking, b.acked = map[string]bool{}, map[string]bool{}
+	// Within a run the batch learns an item's end from the child's
+	// completion, which costs it fewer updates than a report signal.
+	b.whenAsked = workflow.GetVersion(ctx, "report-when-asked", workflow.DefaultVersion, 1) == 1
 	b.phase = BatchPhasePreflight
 	b.st = b.in.State
 	if b.st == nil {
@@ -164,6 +173,14 @@ func (b *batch) setup(ctx workflow.Context) error {
 		for reports.ReceiveAsync(&rep) {
 			b.onReport(ctx, rep)
 			rep = ItemReport{}
+		}
+	})
+	acks := workflow.GetSignalChannel(ctx, ReportAckSignal)
+	b.signals = append(b.signals, acks)
+	b.drains = append(b.drains, func() {
+		var key string
+		for acks.ReceiveAsync(&key) {
+			b.acked[key] = true
 		}
 	})
 	// Cancelling the workflow itself works like the cancel signal.
@@ -234,9 +251,13 @@ func (b *batch) run(ctx workflow.Context) (*ComfyBatchResult, error) {
 			}
 			continue
 		}
+		reports := b.reports
 		wake := func() bool {
 			return b.signalsPending() || b.canTake() || b.done() || (b.st.CancelAsked && !b.cancelSent) ||
-				len(b.st.Unflushed) >= flushEvery || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+				len(b.st.Unflushed) >= flushEvery || workflow.GetInfo(ctx).GetContinueAsNewSuggested() ||
+				// An item recorded from its child's completion (whenAsked)
+				// changes what the loop should do next, as a report does.
+				(b.whenAsked && b.reports != reports)
 		}
 		if b.checkOrphans(ctx) {
 			continue
@@ -591,7 +612,7 @@ func (b *batch) start(f Flight, inputs map[string]any, tries int, prevErr string
 		return
 	}
 	child.Preflight = m.Preflight
-	child.ReportTo = &ReportTo{WorkflowID: b.id, Key: itemKey(f.Index, f.Dispatch)}
+	child.ReportTo = &ReportTo{WorkflowID: b.id, Key: itemKey(f.Index, f.Dispatch), WhenAsked: b.whenAsked}
 
 	cctx := workflow.WithChildOptions(b.ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: b.childID(f.Index),
@@ -642,6 +663,19 @@ func (b *batch) watch(ctx workflow.Context, f Flight, inputs map[string]any, tri
 	}
 	var res ComfyRunResult
 	err = future.Get(ctx, &res)
+	ended := func() {
+		if err != nil {
+			res = childResult(err)
+		}
+		rep := newItemReport(itemKey(f.Index, f.Dispatch), &res, err)
+		rep.Inputs = inputs
+		b.onReport(ctx, rep)
+	}
+	reported := b.flightAt(f.Index, f.Dispatch) < 0
+	if !reported && b.whenAsked {
+		ended() // the usual way: a child reports only when asked
+		reported = true
+	}
 	// A moved item waits for this dispatch to close before it starts again
 	// under the same workflow id; now it has.
 	for i := range b.st.Requeued {
@@ -649,16 +683,11 @@ func (b *batch) watch(ctx workflow.Context, f Flight, inputs map[string]any, tri
 			b.st.Requeued[i].NotBefore = workflow.Now(ctx)
 		}
 	}
-	if b.flightAt(f.Index, f.Dispatch) < 0 {
-		return // reported by signal, as usual
+	if reported {
+		return
 	}
-	if err != nil {
-		res = childResult(err)
-	}
-	rep := newItemReport(itemKey(f.Index, f.Dispatch), &res, err)
-	rep.Inputs = inputs
 	b.logger.Warn("Item's run ended without reporting; recorded from its result", "Index", f.Index)
-	b.onReport(ctx, rep)
+	ended()
 }
 
 // childResult extracts the ComfyRunResult a failed or cancelled child
@@ -687,6 +716,7 @@ func (b *batch) onReport(ctx workflow.Context, rep ItemReport) {
 		b.logger.Debug("Ignoring a report for an item not in flight", "Key", rep.Key, "WorkflowId", rep.WorkflowID)
 		return
 	}
+	b.reports++
 	f := b.st.InFlight[i]
 	b.st.InFlight = slices.Delete(b.st.InFlight, i, i+1)
 	inputs := rep.Inputs
@@ -965,6 +995,7 @@ func (b *batch) drainSignals() {
 // the results so far, and lets update handlers finish.
 func (b *batch) continueAsNew(ctx workflow.Context) (*ComfyBatchResult, error) {
 	_ = workflow.Await(b.ctx, func() bool { return b.starting == 0 && b.rechecking == 0 })
+	b.askToReport()
 	b.drainSignals()
 	if err := b.flush(); err != nil {
 		return nil, err
@@ -977,6 +1008,47 @@ func (b *batch) continueAsNew(ctx workflow.Context) (*ComfyBatchResult, error) {
 	next.State = b.st
 	b.logger.Info("Continuing as new", "Taken", b.takenHere, "InFlight", len(b.st.InFlight), "Next", b.st.Cursor.Index+b.st.Taken)
 	return nil, workflow.NewContinueAsNewError(ctx, ComfyBatchWorkflow, next)
+}
+
+// askToReport asks the children this run started, which report only when
+// asked, to report by signal from now on, and waits until each has agreed
+// or ended: the next run has no future of theirs to learn their end from.
+func (b *batch) askToReport() {
+	if !b.whenAsked {
+		return
+	}
+	var asked []string
+	for _, f := range b.st.InFlight {
+		if !b.watched[f.Index] {
+			continue // started by an earlier run: it reports by signal already
+		}
+		key := itemKey(f.Index, f.Dispatch)
+		asked = append(asked, key)
+		future := workflow.SignalExternalWorkflow(b.ctx, b.childID(f.Index), "", AskReportSignal, nil)
+		workflow.Go(b.ctx, func(ctx workflow.Context) {
+			// A child that ended meanwhile cannot be signalled; its
+			// completion reaches this run instead.
+			if err := future.Get(ctx, nil); err != nil {
+				b.logger.Debug("Ask to report not delivered", "Key", key, "Error", err)
+			}
+		})
+	}
+	settled := func() bool {
+		for _, key := range asked {
+			index, dispatch, _ := parseItemKey(key)
+			if !b.acked[key] && b.flightAt(index, dispatch) >= 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		b.drainSignals()
+		if settled() {
+			return
+		}
+		_ = workflow.Await(b.ctx, func() bool { return b.signalsPending() || settled() })
+	}
 }
 
 // finish records moved items that never restarted, writes the results

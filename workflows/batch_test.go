@@ -62,6 +62,7 @@ func (f *fakeRuns) run(ctx workflow.Context, in ComfyRunInput) (*ComfyRunResult,
 		_, dispatch, _ = parseItemKey(in.ReportTo.Key)
 	}
 	o := f.decide(in, dispatch)
+	rp := newReporter(ctx, in.ReportTo)
 	f.mu.Lock()
 	f.running++
 	f.maxRunning = max(f.maxRunning, f.running)
@@ -92,8 +93,9 @@ func (f *fakeRuns) run(ctx workflow.Context, in ComfyRunInput) (*ComfyRunResult,
 		res.Error = "run " + runID + " ended " + status
 		err = temporal.NewNonRetryableApplicationError(res.Error, ErrTypeRunFailed, nil, res)
 	}
-	if in.ReportTo != nil && !o.noReport {
-		(&comfyRun{in: in, result: res}).report(ctx, err)
+	if !o.noReport {
+		err = rp.result(&res, err)
+		rp.report(ctx, &comfyRun{in: in, result: res}, err)
 	}
 	if err != nil {
 		return nil, err

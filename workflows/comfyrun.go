@@ -37,10 +37,10 @@ var a *activities.Activities
 // workflow cancels the remote run.
 func ComfyRun(ctx workflow.Context, in ComfyRunInput) (*ComfyRunResult, error) {
 	r := &comfyRun{in: in}
+	rp := newReporter(ctx, in.ReportTo)
 	res, err := r.execute(ctx)
-	if in.ReportTo != nil {
-		r.report(ctx, err)
-	}
+	err = rp.result(&r.result, err)
+	rp.report(ctx, r, err)
 	return res, err
 }
 

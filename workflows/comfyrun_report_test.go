@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/durable-comfy/durable-comfy/activities"
@@ -133,4 +134,65 @@ func (s *comfyRunSuite) TestABatchItemWaitsWithoutProgressSignals() {
 	s.env.ExecuteWorkflow(ComfyRun, in)
 
 	s.Equal("success", s.result().Status)
+}
+
+func whenAskedInput() ComfyRunInput {
+	in := reportingInput()
+	in.ReportTo.WhenAsked = true
+	return in
+}
+
+func TestComfyRunThatReportsWhenAskedStaysQuietUnasked(t *testing.T) {
+	env, reports := reportEnv(t)
+	env.OnActivity(a.Submit, mock.Anything, mock.Anything).Return(&activities.SubmitResult{RunID: "run-1"}, nil).Once()
+	env.OnActivity(a.AwaitRun, mock.Anything, mock.Anything).Return(&activities.AwaitResult{RunID: "run-1", Status: "success"}, nil).Once()
+	env.OnActivity(a.CollectOutputs, mock.Anything, mock.Anything).Return(&activities.CollectResult{}, nil).Once()
+
+	env.ExecuteWorkflow(ComfyRun, whenAskedInput())
+
+	require.NoError(t, env.GetWorkflowError())
+	require.Empty(t, *reports, "the parent reads the outcome from the completion")
+}
+
+func TestComfyRunAskedToReportAcknowledgesAndReports(t *testing.T) {
+	env, reports := reportEnv(t)
+	var acks []string
+	env.OnSignalExternalWorkflow(mock.Anything, "batch-1", "", ReportAckSignal, mock.Anything).
+		Return(func(_, _, _, _ string, arg any) error {
+			acks = append(acks, arg.(string))
+			return nil
+		}).Once()
+	env.OnActivity(a.Submit, mock.Anything, mock.Anything).Return(&activities.SubmitResult{RunID: "run-1"}, nil).Once()
+	env.OnActivity(a.AwaitRun, mock.Anything, mock.Anything).After(time.Hour).
+		Return(&activities.AwaitResult{RunID: "run-1", Status: "success"}, nil).Once()
+	env.OnActivity(a.CollectOutputs, mock.Anything, mock.Anything).Return(&activities.CollectResult{}, nil).Once()
+	// The batch is about to continue as new while the run waits.
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(AskReportSignal, nil) }, time.Minute)
+
+	env.ExecuteWorkflow(ComfyRun, whenAskedInput())
+
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, []string{"3.1"}, acks)
+	require.Len(t, *reports, 1, "the next run of the batch learns the outcome by signal")
+	require.Equal(t, activities.ItemSucceeded, (*reports)[0].Status)
+}
+
+func TestComfyRunThatReportsWhenAskedFailsWithItsResult(t *testing.T) {
+	env, reports := reportEnv(t)
+	env.OnActivity(a.Submit, mock.Anything, mock.Anything).Return(&activities.SubmitResult{RunID: "run-1"}, nil).Once()
+	env.OnActivity(a.AwaitRun, mock.Anything, mock.Anything).
+		Return(nil, temporal.NewNonRetryableApplicationError("run run-1 is unknown", activities.ErrTypeRunNotFound, nil)).Once()
+
+	env.ExecuteWorkflow(ComfyRun, whenAskedInput())
+
+	require.Empty(t, *reports)
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	require.Equal(t, activities.ErrTypeRunNotFound, appErr.Type(), "the cause's type, for the results line")
+	var res ComfyRunResult
+	require.NoError(t, appErr.Details(&res), "the parent builds the item's line from it")
+	require.Equal(t, []string{"run-1"}, newItemReport("3.1", &res, err).RunIDs)
+	require.Contains(t, res.Error, "run run-1 is unknown")
 }

@@ -35,20 +35,89 @@ type ItemReport struct {
 	ErrorType        string `json:"error_type,omitempty"`
 }
 
-// report signals the run's outcome to ReportTo. The parent is addressed
-// without a run id, so the signal reaches whichever run of a continued-as-new
-// parent is current. It runs on a disconnected context because a cancelled
-// run must still report.
-func (r *comfyRun) report(ctx workflow.Context, runErr error) {
-	rep := newItemReport(r.in.ReportTo.Key, &r.result, runErr)
+// Signals of the ask-then-report exchange (see ReportTo.WhenAsked): the
+// parent asks a run to report by signal, and the run acknowledges with its
+// key, so the parent knows the report will follow.
+const (
+	AskReportSignal = "comfy-report-asked"
+	ReportAckSignal = "comfy-report-ack"
+)
+
+// reporter sends a run's report to its parent (ReportTo), at once or, with
+// WhenAsked, only once asked.
+type reporter struct {
+	to    *ReportTo
+	ask   workflow.ReceiveChannel
+	asked bool
+}
+
+// newReporter registers for the parent's ask when the run reports only when
+// asked. It returns nil when the run reports to no one.
+func newReporter(ctx workflow.Context, to *ReportTo) *reporter {
+	if to == nil {
+		return nil
+	}
+	rp := &reporter{to: to}
+	if !to.WhenAsked {
+		return rp
+	}
+	rp.ask = workflow.GetSignalChannel(ctx, AskReportSignal)
+	// Disconnected: a cancelled run must still acknowledge and report.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	workflow.Go(dctx, func(gctx workflow.Context) {
+		rp.ask.Receive(gctx, nil)
+		rp.asked = true
+		err := workflow.SignalExternalWorkflow(gctx, to.WorkflowID, "", ReportAckSignal, to.Key).Get(gctx, nil)
+		if err != nil {
+			workflow.GetLogger(gctx).Warn("Could not acknowledge the parent's ask to report", "ReportTo", to.WorkflowID, "Error", err)
+		}
+	})
+	return rp
+}
+
+// result makes a failed run's error carry its result when the parent may
+// read the outcome from the run's completion instead of a report.
+func (rp *reporter) result(res *ComfyRunResult, err error) error {
+	if rp == nil || !rp.to.WhenAsked || err == nil || temporal.IsCanceledError(err) {
+		return err // a cancelled run's error carries its result already
+	}
+	if top, ok := err.(*temporal.ApplicationError); ok && top.HasDetails() && top.Type() != ErrTypeInvalidWorkflowInput {
+		return err // RunFailed and friends carry the result already
+	}
+	kind := ErrTypeRunFailed
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		kind = appErr.Type()
+	}
+	if res.Error == "" {
+		res.Error = err.Error()
+	}
+	return temporal.NewNonRetryableApplicationError(err.Error(), kind, err, *res)
+}
+
+// report signals the run's outcome to the parent, unless the parent reads
+// it from the run's completion (WhenAsked, not asked). The parent is
+// addressed without a run id, so the signal reaches whichever run of a
+// continued-as-new parent is current. It runs on a disconnected context
+// because a cancelled run must still report, and it waits for the signal
+// to be delivered: the server drops a signal whose sender has closed.
+func (rp *reporter) report(ctx workflow.Context, r *comfyRun, runErr error) {
+	if rp == nil {
+		return
+	}
+	// An ask that arrived in this very task has not reached the goroutine.
+	if rp.to.WhenAsked && !rp.asked && rp.ask.Len() == 0 {
+		return
+	}
+	rep := newItemReport(rp.to.Key, &r.result, runErr)
 	rep.WorkflowID = workflow.GetInfo(ctx).WorkflowExecution.ID
 	rep.Inputs = r.in.Inputs
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	err := workflow.SignalExternalWorkflow(dctx, r.in.ReportTo.WorkflowID, "", ItemDoneSignal, rep).Get(dctx, nil)
+	err := workflow.SignalExternalWorkflow(dctx, rp.to.WorkflowID, "", ItemDoneSignal, rep).Get(dctx, nil)
 	if err != nil {
 		// The parent is gone (terminated, or finished without waiting); the
 		// run's own result still holds everything.
-		workflow.GetLogger(ctx).Warn("Could not report the run's outcome", "ReportTo", r.in.ReportTo.WorkflowID, "Error", err)
+		workflow.GetLogger(ctx).Warn("Could not report the run's outcome", "ReportTo", rp.to.WorkflowID, "Error", err)
 	}
 }
 

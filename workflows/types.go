@@ -62,6 +62,11 @@ type ReportTo struct {
 	// Key is echoed in the report so the parent can tell which of its items
 	// (and which dispatch of it) ended.
 	Key string `json:"key"`
+	// WhenAsked makes the run report only if the parent asks first
+	// (AskReportSignal), which a batch does just before it continues as new;
+	// until then the parent learns the outcome from the run's completion,
+	// so failures carry the whole result in their error.
+	WhenAsked bool `json:"when_asked,omitempty"`
 }
 
 // RetryPolicy says when a finished but unsuccessful run is resubmitted.

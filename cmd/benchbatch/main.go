@@ -27,8 +27,11 @@ import (
 	"syscall"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -316,8 +319,8 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	}
 	if cfg.trace {
 		traceChild(ctx, tc, fmt.Sprintf("bench-batch/%d", cfg.items/2))
-		initiated := traceBatch(ctx, tc, "bench-batch", firstRunID)
-		traceItems(ctx, tc, "bench-batch", cfg.items, cfg.runTime, initiated)
+		initiated, learned := traceBatch(ctx, tc, "bench-batch", firstRunID)
+		traceItems(ctx, tc, "bench-batch", cfg.items, cfg.runTime, initiated, learned)
 	}
 	return res.Succeeded, res.Failed, nil
 }
@@ -397,12 +400,12 @@ func traceChild(ctx context.Context, tc client.Client, workflowID string) {
 // traceItems splits the lifetime of about 100 items' ComfyRuns into the
 // steps of an item: start to submitted, the wait beyond the run time T,
 // collecting outputs, and reporting to the batch.
-func traceItems(ctx context.Context, tc client.Client, batchID string, n int, runTime time.Duration, initiated map[string]time.Time) {
+func traceItems(ctx context.Context, tc client.Client, batchID string, n int, runTime time.Duration, initiated, learned map[string]time.Time) {
 	var create, submit, wait, collect, report []time.Duration
 	for i := 0; i < n; i += max(n/100, 1) {
 		id := fmt.Sprintf("%s/%d", batchID, i)
 		it := tc.GetWorkflowHistory(ctx, id, "", false, 0)
-		var marks []time.Time // start, then each completed activity, then the report
+		var marks []time.Time // start, then each completed activity
 		for it.HasNext() {
 			ev, err := it.Next()
 			if err != nil {
@@ -410,12 +413,12 @@ func traceItems(ctx context.Context, tc client.Client, batchID string, n int, ru
 				return
 			}
 			switch ev.GetEventType() {
-			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
-				enumspb.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
 				marks = append(marks, ev.GetEventTime().AsTime())
 			}
 		}
-		if len(marks) != 5 { // start, submit, await, collect, report
+		end, ok := learned[id]
+		if len(marks) != 4 || !ok { // start, submit, await, collect
 			continue
 		}
 		if at, ok := initiated[id]; ok {
@@ -424,13 +427,13 @@ func traceItems(ctx context.Context, tc client.Client, batchID string, n int, ru
 		submit = append(submit, marks[1].Sub(marks[0]))
 		wait = append(wait, marks[2].Sub(marks[1])-runTime)
 		collect = append(collect, marks[3].Sub(marks[2]))
-		report = append(report, marks[4].Sub(marks[3]))
+		report = append(report, end.Sub(marks[3]))
 	}
 	fmt.Printf("\nItems (%d sampled), p50 / p90 / mean:\n", len(submit))
 	for _, row := range []struct {
 		name string
 		d    []time.Duration
-	}{{"batch → child start", create}, {"start → submitted", submit}, {"wait beyond T", wait}, {"collect outputs", collect}, {"report to batch", report}} {
+	}{{"batch → child start", create}, {"start → submitted", submit}, {"wait beyond T", wait}, {"collect outputs", collect}, {"batch learns of it", report}} {
 		fmt.Printf("  %-18s %7s %7s %7s\n", row.name, percentile(row.d, .5), percentile(row.d, .9), mean(row.d))
 	}
 }
@@ -450,9 +453,10 @@ func mean(d []time.Duration) time.Duration {
 // how long they wait for a worker, how long the worker takes, how long a
 // report signal waits until a task has applied it, and how many items were
 // in flight on average.
-// It returns when each child was last asked to start.
-func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string) map[string]time.Time {
-	byChild := map[string]time.Time{}
+// It returns when each child was last asked to start, and when the batch
+// learned that it ended (its report, or its completion, whichever came first).
+func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string) (initiatedAt, learnedAt map[string]time.Time) {
+	byChild, learned := map[string]time.Time{}, map[string]time.Time{}
 	var scheduled, started time.Time
 	var waits, works, applied []time.Duration
 	var signals []time.Time
@@ -466,6 +470,14 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 	var freed []time.Time
 	var refills, starts []time.Duration
 	failed := map[string]int{} // workflow task failures by cause
+	ended := func(child string, at time.Time) {
+		if _, ok := learned[child]; ok {
+			return
+		}
+		learned[child] = at
+		inFlight--
+		freed = append(freed, at)
+	}
 	for ; runID != ""; runs++ {
 		initiated := map[int64]time.Time{} // event ids count per run
 		it := tc.GetWorkflowHistory(ctx, workflowID, runID, false, 0)
@@ -474,7 +486,7 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 			ev, err := it.Next()
 			if err != nil {
 				fmt.Println("  history:", err)
-				return byChild
+				return byChild, learned
 			}
 			events++
 			at := ev.GetEventTime().AsTime()
@@ -495,6 +507,10 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 					refills = append(refills, at.Sub(freed[0]))
 					freed = freed[1:]
 				}
+			case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED,
+				enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED, enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED,
+				enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT:
+				ended(childOf(ev), at)
 			case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
 				if t, ok := initiated[ev.GetChildWorkflowExecutionStartedEventAttributes().GetInitiatedEventId()]; ok {
 					starts = append(starts, at.Sub(t))
@@ -513,9 +529,10 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 				signals = signals[:0]
 			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 				signals = append(signals, at)
-				if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.ItemDoneSignal {
-					inFlight--
-					freed = append(freed, at)
+				sig := ev.GetWorkflowExecutionSignaledEventAttributes()
+				var rep workflows.ItemReport
+				if sig.GetSignalName() == workflows.ItemDoneSignal && converter.GetDefaultDataConverter().FromPayloads(sig.GetInput(), &rep) == nil {
+					ended(rep.WorkflowID, at)
 				}
 			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
 				runID = ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
@@ -536,7 +553,23 @@ func traceBatch(ctx context.Context, tc client.Client, workflowID, runID string)
 	if d := last.Sub(first).Seconds(); d > 0 {
 		fmt.Printf("  items in flight            mean %.1f  peak %d over %s\n", area/d, peak, last.Sub(first).Round(time.Millisecond))
 	}
-	return byChild
+	return byChild, learned
+}
+
+// childOf names the child of a child-closed event.
+func childOf(ev *historypb.HistoryEvent) string {
+	for _, x := range []interface {
+		GetWorkflowExecution() *commonpb.WorkflowExecution
+	}{
+		ev.GetChildWorkflowExecutionCompletedEventAttributes(), ev.GetChildWorkflowExecutionFailedEventAttributes(),
+		ev.GetChildWorkflowExecutionCanceledEventAttributes(), ev.GetChildWorkflowExecutionTerminatedEventAttributes(),
+		ev.GetChildWorkflowExecutionTimedOutEventAttributes(),
+	} {
+		if id := x.GetWorkflowExecution().GetWorkflowId(); id != "" {
+			return id
+		}
+	}
+	return ""
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
