@@ -105,9 +105,8 @@ type batch struct {
 	rechecks bool
 	checking map[string]bool
 	// whenAsked: children this run starts report by signal only when asked,
-	// before a continue-as-new; acked holds the keys of those that agreed.
+	// before a continue-as-new (askToReport).
 	whenAsked bool
-	acked     map[string]bool
 	// reports counts the reports applied, to wake the main loop.
 	reports int
 }
@@ -118,7 +117,7 @@ func (b *batch) setup(ctx workflow.Context) error {
 	b.logger = log.With(workflow.GetLogger(ctx), "BatchId", b.id)
 	b.ctx, _ = workflow.NewDisconnectedContext(ctx)
 	b.inputs, b.unstarted, b.watched = map[int]map[string]any{}, map[int]bool{}, map[int]bool{}
-	b.checking, b.acked = map[string]bool{}, map[string]bool{}
+	b.checking = map[string]bool{}
 	// Within a run the batch learns an item's end from the child's
 	// completion, which costs it fewer updates than a report signal.
 	b.whenAsked = workflow.GetVersion(ctx, "report-when-asked", workflow.DefaultVersion, 1) == 1
@@ -173,14 +172,6 @@ func (b *batch) setup(ctx workflow.Context) error {
 		for reports.ReceiveAsync(&rep) {
 			b.onReport(ctx, rep)
 			rep = ItemReport{}
-		}
-	})
-	acks := workflow.GetSignalChannel(ctx, ReportAckSignal)
-	b.signals = append(b.signals, acks)
-	b.drains = append(b.drains, func() {
-		var key string
-		for acks.ReceiveAsync(&key) {
-			b.acked[key] = true
 		}
 	})
 	// Cancelling the workflow itself works like the cancel signal.
@@ -666,6 +657,12 @@ func (b *batch) watch(ctx workflow.Context, f Flight, inputs map[string]any, tri
 	ended := func() {
 		if err != nil {
 			res = childResult(err)
+			// Report what the child returned, as its own report would,
+			// not the wrapper that says it was a child.
+			var childErr *temporal.ChildWorkflowExecutionError
+			if b.whenAsked && errors.As(err, &childErr) && childErr.Unwrap() != nil {
+				err = childErr.Unwrap()
+			}
 		}
 		rep := newItemReport(itemKey(f.Index, f.Dispatch), &res, err)
 		rep.Inputs = inputs
@@ -1011,43 +1008,40 @@ func (b *batch) continueAsNew(ctx workflow.Context) (*ComfyBatchResult, error) {
 }
 
 // askToReport asks the children this run started, which report only when
-// asked, to report by signal from now on, and waits until each has agreed
-// or ended: the next run has no future of theirs to learn their end from.
+// asked, to report by signal, and waits until each ask is delivered (the
+// child will then report to the next run) or the child has ended (its
+// completion reaches this run). Asks go out in chunks, to stay far below
+// the limit of pending outgoing signals of one workflow.
 func (b *batch) askToReport() {
 	if !b.whenAsked {
 		return
 	}
-	var asked []string
+	const chunk = 200
+	var flights []Flight
 	for _, f := range b.st.InFlight {
-		if !b.watched[f.Index] {
-			continue // started by an earlier run: it reports by signal already
+		if b.watched[f.Index] { // an earlier run's children report already
+			flights = append(flights, f)
 		}
-		key := itemKey(f.Index, f.Dispatch)
-		asked = append(asked, key)
-		future := workflow.SignalExternalWorkflow(b.ctx, b.childID(f.Index), "", AskReportSignal, nil)
-		workflow.Go(b.ctx, func(ctx workflow.Context) {
-			// A child that ended meanwhile cannot be signalled; its
-			// completion reaches this run instead.
-			if err := future.Get(ctx, nil); err != nil {
-				b.logger.Debug("Ask to report not delivered", "Key", key, "Error", err)
-			}
-		})
 	}
-	settled := func() bool {
-		for _, key := range asked {
-			index, dispatch, _ := parseItemKey(key)
-			if !b.acked[key] && b.flightAt(index, dispatch) >= 0 {
-				return false
-			}
+	for len(flights) > 0 {
+		n := min(chunk, len(flights))
+		pending := n
+		for _, f := range flights[:n] {
+			future := workflow.SignalExternalWorkflow(b.ctx, b.childID(f.Index), "", AskReportSignal, nil)
+			workflow.Go(b.ctx, func(ctx workflow.Context) {
+				defer func() { pending-- }()
+				if err := future.Get(ctx, nil); err != nil {
+					// The child ended meanwhile: wait for its completion.
+					b.logger.Debug("Ask to report not delivered", "Index", f.Index, "Error", err)
+					_ = workflow.Await(ctx, func() bool { return b.flightAt(f.Index, f.Dispatch) < 0 })
+				}
+			})
 		}
-		return true
-	}
-	for {
-		b.drainSignals()
-		if settled() {
-			return
+		flights = flights[n:]
+		for pending > 0 {
+			b.drainSignals()
+			_ = workflow.Await(b.ctx, func() bool { return pending == 0 || b.signalsPending() })
 		}
-		_ = workflow.Await(b.ctx, func() bool { return b.signalsPending() || settled() })
 	}
 }
 

@@ -35,44 +35,35 @@ type ItemReport struct {
 	ErrorType        string `json:"error_type,omitempty"`
 }
 
-// Signals of the ask-then-report exchange (see ReportTo.WhenAsked): the
-// parent asks a run to report by signal, and the run acknowledges with its
-// key, so the parent knows the report will follow.
-const (
-	AskReportSignal = "comfy-report-asked"
-	ReportAckSignal = "comfy-report-ack"
-)
+// AskReportSignal is how a parent asks a run with ReportTo.WhenAsked to
+// report its outcome by signal after all. Once the ask is delivered the
+// run will report: a workflow cannot complete while a signal it has not
+// seen is pending (the server refuses the completion and the run sees the
+// signal first).
+const AskReportSignal = "comfy-report-asked"
 
 // reporter sends a run's report to its parent (ReportTo), at once or, with
-// WhenAsked, only once asked.
+// WhenAsked, only if asked.
 type reporter struct {
-	to    *ReportTo
-	ask   workflow.ReceiveChannel
-	asked bool
+	to  *ReportTo
+	ask workflow.ReceiveChannel
 }
 
-// newReporter registers for the parent's ask when the run reports only when
-// asked. It returns nil when the run reports to no one.
+// newReporter returns nil when the run reports to no one.
 func newReporter(ctx workflow.Context, to *ReportTo) *reporter {
 	if to == nil {
 		return nil
 	}
-	rp := &reporter{to: to}
-	if !to.WhenAsked {
-		return rp
-	}
-	rp.ask = workflow.GetSignalChannel(ctx, AskReportSignal)
-	// Disconnected: a cancelled run must still acknowledge and report.
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	workflow.Go(dctx, func(gctx workflow.Context) {
-		rp.ask.Receive(gctx, nil)
-		rp.asked = true
-		err := workflow.SignalExternalWorkflow(gctx, to.WorkflowID, "", ReportAckSignal, to.Key).Get(gctx, nil)
-		if err != nil {
-			workflow.GetLogger(gctx).Warn("Could not acknowledge the parent's ask to report", "ReportTo", to.WorkflowID, "Error", err)
-		}
-	})
-	return rp
+	return &reporter{to: to, ask: workflow.GetSignalChannel(ctx, AskReportSignal)}
+}
+
+// quiet says whether the run leaves its outcome to its completion: it
+// reports only when asked, and was not. The version check keeps runs that
+// a worker without WhenAsked started (it ignores the field and always
+// reports) replaying the same way on a newer worker.
+func (rp *reporter) quiet(ctx workflow.Context) bool {
+	return rp.to.WhenAsked && rp.ask.Len() == 0 &&
+		workflow.GetVersion(ctx, "report-when-asked", workflow.DefaultVersion, 1) == 1
 }
 
 // result makes a failed run's error carry its result when the parent may
@@ -96,7 +87,7 @@ func (rp *reporter) result(res *ComfyRunResult, err error) error {
 }
 
 // report signals the run's outcome to the parent, unless the parent reads
-// it from the run's completion (WhenAsked, not asked). The parent is
+// it from the run's completion (see quiet). The parent is
 // addressed without a run id, so the signal reaches whichever run of a
 // continued-as-new parent is current. It runs on a disconnected context
 // because a cancelled run must still report, and it waits for the signal
@@ -105,8 +96,7 @@ func (rp *reporter) report(ctx workflow.Context, r *comfyRun, runErr error) {
 	if rp == nil {
 		return
 	}
-	// An ask that arrived in this very task has not reached the goroutine.
-	if rp.to.WhenAsked && !rp.asked && rp.ask.Len() == 0 {
+	if rp.quiet(ctx) {
 		return
 	}
 	rep := newItemReport(rp.to.Key, &r.result, runErr)
