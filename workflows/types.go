@@ -37,9 +37,10 @@ type ComfyRunInput struct {
 	// parent validated the inputs against Preflight.InputTypes).
 	Preflight *activities.PreflightResult `json:"preflight,omitempty"`
 	// ReportTo makes the run signal its outcome to a parent workflow as its
-	// last step (see ItemDoneSignal). A batch sets it: the parent may have
-	// continued as new since it started the run, so the child future no
-	// longer reaches it, but a signal by workflow id does.
+	// last step (see ItemDoneSignal), or with WhenAsked only if the parent
+	// asked. A batch sets it: the parent may have continued as new since it
+	// started the run, so the child future no longer reaches it, but a
+	// signal by workflow id does.
 	ReportTo *ReportTo `json:"report_to,omitempty"`
 	// SharedLimit caps the runs of this deployment in flight across every
 	// workflow on the task queue that sets it (see DeploymentGate).
