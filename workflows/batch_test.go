@@ -52,6 +52,7 @@ type fakeRuns struct {
 	running    int
 	maxRunning int
 	started    []string // "<workflow id>@<deployment>"
+	asked      []string // workflow ids the batch asked to report by signal
 	decide     func(in ComfyRunInput, dispatch int) outcome
 }
 
@@ -63,6 +64,15 @@ func (f *fakeRuns) run(ctx workflow.Context, in ComfyRunInput) (*ComfyRunResult,
 	}
 	o := f.decide(in, dispatch)
 	rp := newReporter(ctx, in.ReportTo)
+	if rp != nil {
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			if workflow.Await(ctx, func() bool { return rp.ask.Len() > 0 }) == nil {
+				f.mu.Lock()
+				f.asked = append(f.asked, id)
+				f.mu.Unlock()
+			}
+		})
+	}
 	f.mu.Lock()
 	f.running++
 	f.maxRunning = max(f.maxRunning, f.running)
@@ -283,6 +293,9 @@ func TestBatchContinuesAsNewCarryingState(t *testing.T) {
 	require.Equal(t, 3, st.Pool[0].Served, "served counts items started on the deployment")
 	require.InDelta(t, 10, st.GPUSecs, 1e-9)
 	require.Equal(t, 1, st.Parts, "finished items are flushed before continue-as-new")
+	b.runs.mu.Lock()
+	require.Equal(t, []string{batchID + "/2"}, b.runs.asked, "the child still running is asked to report to the next run")
+	b.runs.mu.Unlock()
 	require.Empty(t, st.Unflushed)
 
 	// The next run gets the report of the child the first run started (by
