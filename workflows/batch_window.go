@@ -129,7 +129,7 @@ func (w *window) cancellable() []int {
 	return indexes
 }
 
-// requeue makes f wait until notBefore to start again.
+// requeue adds a moved item, to start again from rq.NotBefore on.
 func (w *window) requeue(rq Requeued) { w.st.Requeued = append(w.st.Requeued, rq) }
 
 // readyRequeue finds a moved item whose previous dispatch has closed.
