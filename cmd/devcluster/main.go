@@ -55,20 +55,28 @@ func main() {
 	}
 	s.register(fs)
 	kill := fs.Bool("kill", false, "restart-server: SIGKILL the server (a crash) instead of SIGTERM")
+	// Flags may come before or after the command.
 	_ = fs.Parse(os.Args[1:])
-	if fs.NArg() != 1 {
+	command := fs.Arg(0)
+	if fs.NArg() > 1 {
+		_ = fs.Parse(fs.Args()[1:])
+		if fs.NArg() > 0 {
+			command = ""
+		}
+	}
+	if command == "" {
 		fs.Usage()
 		os.Exit(2)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := newCluster(s, fs.Arg(0))
+	c, err := newCluster(s, command)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devcluster:", err)
 		os.Exit(2)
 	}
-	switch cmd := fs.Arg(0); cmd {
+	switch cmd := command; cmd {
 	case "start":
 		err = c.start(ctx)
 	case "stop":

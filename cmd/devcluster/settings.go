@@ -54,7 +54,7 @@ func (s *settings) register(fs *flag.FlagSet) {
 		fs.IntVar(p, name, def, fmt.Sprintf("%s [%s]", usage, env))
 	}
 	str(&s.Dir, "dir", "CLUSTER_DIR", ".data/cluster", "state folder: config, logs, pid files and PostgreSQL's data")
-	str(&s.BinDir, "bin", "CLUSTER_BIN", "bin", "folder holding temporal-server, temporal-sql-tool and temporal-ui (built by `make cluster-tools`)")
+	str(&s.BinDir, "bin", "CLUSTER_BIN", "bin", "folder holding temporal-server, temporal-sql-tool and temporal-ui (make cluster-tools builds them)")
 	str(&s.PGBin, "pg-bin", "CLUSTER_PG_BIN", "/usr/lib/postgresql/15/bin", "folder of PostgreSQL's initdb, pg_ctl and postgres")
 	str(&s.Namespace, "namespace", "CLUSTER_NAMESPACE", "default", "namespace to create")
 	num(&s.PGPort, "pg-port", "CLUSTER_PG_PORT", 55432, "PostgreSQL port (loopback only)")

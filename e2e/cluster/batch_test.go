@@ -42,6 +42,7 @@ type figures struct {
 	ServerRestarts  int     `json:"server_restarts"`
 	RestartAtEnded  int     `json:"restart_at_items_ended"`
 	RestartSeconds  float64 `json:"server_restart_seconds"`
+	RestartMode     string  `json:"server_restart_mode"`
 	RunsCreated     int     `json:"runs_created"`
 	DuplicateRuns   int     `json:"duplicate_paid_runs"`
 	LostOutputs     int     `json:"lost_outputs"`
@@ -140,6 +141,18 @@ func TestBatchSurvivesWorkerKillAndServerRestart(t *testing.T) {
 	t.Logf("batch %s started: %d items on task queue %s, %d workers, cluster %s (%d shards, visibility %s)",
 		batchID, items, taskQueue, workers, c.FrontendAddr, fig.HistoryShards, fig.Visibility)
 
+	// The server restart is a crash (SIGKILL) unless
+	// CLUSTER_TEST_SERVER_RESTART=graceful asks for a rolling restart.
+	restartArgs := []string{"restart-server", "-kill"}
+	switch mode := os.Getenv("CLUSTER_TEST_SERVER_RESTART"); mode {
+	case "", "kill":
+		fig.RestartMode = "kill"
+	case "graceful":
+		restartArgs, fig.RestartMode = restartArgs[:1], mode
+	default:
+		t.Fatalf("CLUSTER_TEST_SERVER_RESTART=%q: want kill or graceful", mode)
+	}
+
 	// Faults at a fifth and at half of the items ended.
 	resCh := make(chan batchOutcome, 1)
 	go func() { resCh <- waitBatch(ctx, tc, batchID) }()
@@ -168,10 +181,10 @@ watch:
 		}
 		if fig.WorkerKills == 1 && fig.ServerRestarts == 0 && ended >= items/2 {
 			rs := time.Now()
-			outText, err := devcluster(ctx, c, "restart-server")
+			outText, err := devcluster(ctx, c, restartArgs...)
 			require.NoError(t, err)
 			fig.ServerRestarts, fig.RestartAtEnded, fig.RestartSeconds = 1, ended, time.Since(rs).Seconds()
-			t.Logf("%s: restarted the Temporal server at %d items ended in %.1fs:\n%s", time.Since(began).Round(time.Second), ended, fig.RestartSeconds, strings.TrimSpace(outText))
+			t.Logf("%s: restarted the Temporal server (%s) at %d items ended in %.1fs:\n%s", time.Since(began).Round(time.Second), fig.RestartMode, ended, fig.RestartSeconds, strings.TrimSpace(outText))
 		}
 	}
 	require.NoError(t, out.err, "batch %s", batchID)
@@ -240,8 +253,8 @@ watch:
 		return err == nil && n.GetCount() >= int64(items)
 	}, time.Minute, time.Second, "visibility lists every item's run: %s", query)
 
-	t.Logf("FIGURES items=%d workers=%d succeeded=%d failed=%d worker_kills=%d (at %d ended) server_restarts=%d (at %d ended, %.1fs) runs_created=%d duplicate_paid_runs=%d lost_outputs=%d outputs_verified=%d wall=%.1fs (%.0f items/min) shards=%d persistence=%s visibility=%s store=%s",
-		fig.Items, fig.Workers, fig.Succeeded, fig.Failed, fig.WorkerKills, fig.KilledAtEnded, fig.ServerRestarts, fig.RestartAtEnded,
+	t.Logf("FIGURES items=%d workers=%d succeeded=%d failed=%d worker_kills=%d (at %d ended) server_restarts=%d (%s, at %d ended, %.1fs) runs_created=%d duplicate_paid_runs=%d lost_outputs=%d outputs_verified=%d wall=%.1fs (%.0f items/min) shards=%d persistence=%s visibility=%s store=%s",
+		fig.Items, fig.Workers, fig.Succeeded, fig.Failed, fig.WorkerKills, fig.KilledAtEnded, fig.ServerRestarts, fig.RestartMode, fig.RestartAtEnded,
 		fig.RestartSeconds, fig.RunsCreated, fig.DuplicateRuns, fig.LostOutputs, fig.OutputsVerified, fig.WallSeconds, fig.ItemsPerMinute,
 		fig.HistoryShards, fig.Persistence, fig.Visibility, fig.OutputStore)
 	if b, err := json.MarshalIndent(fig, "", "  "); err == nil {
