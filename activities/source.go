@@ -40,6 +40,9 @@ type sourceRoot struct {
 func OpenSourceDirs(dirs []string) (*SourceDirs, error) {
 	d := &SourceDirs{}
 	for _, dir := range dirs {
+		if dir = strings.TrimSpace(dir); dir == "" {
+			continue
+		}
 		abs, err := filepath.Abs(dir)
 		if err != nil {
 			d.Close()
