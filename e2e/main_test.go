@@ -23,6 +23,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/comfy"
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
 	"github.com/durable-comfy/durable-comfy/devserver"
+	"github.com/durable-comfy/durable-comfy/egress"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 	"github.com/durable-comfy/durable-comfy/wakeup"
 	"github.com/durable-comfy/durable-comfy/workflows"
@@ -80,6 +81,8 @@ type env struct {
 	client    client.Client
 	taskQueue string
 	outDir    string
+	// sourceDir is the worker's one source directory (COMFY_SOURCE_DIRS).
+	sourceDir string
 	worker    worker.Worker
 	// hub, when set, receives the simulator's webhooks (withWebhooks).
 	hub *wakeup.Hub
@@ -141,6 +144,7 @@ func newEnv(t *testing.T, opts comfytest.Options, options ...envOption) *env {
 		client:    devServer.Client(),
 		taskQueue: "e2e-" + t.Name(),
 		outDir:    t.TempDir(),
+		sourceDir: t.TempDir(),
 	}
 	for _, o := range options {
 		o(e)
@@ -160,10 +164,23 @@ func (e *env) startWorker() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	sourceDirs, err := activities.OpenSourceDirs([]string{e.sourceDir})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { sourceDirs.Close() })
+	// As the worker does: outputs from public addresses and the API host.
+	var outputHosts egress.Allowlist
+	if err := outputHosts.AddURLHost(e.sim.URL()); err != nil {
+		e.t.Fatal(err)
+	}
 	w := worker.New(e.client, e.taskQueue, worker.Options{})
 	workflows.Register(w)
 	acts := &activities.Activities{
-		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: e.client, Temporal: e.client,
+		Comfy: cc, Store: store, Signaler: e.client, Temporal: e.client,
+		Downloader:   egress.NewClient(egress.Policy{Allow: outputHosts}),
+		SourceDirs:   sourceDirs,
+		SourceClient: egress.NewClient(egress.Policy{}),
 		PollInterval: 100 * time.Millisecond, CancelWait: 30 * time.Second,
 	}
 	if e.hub != nil {

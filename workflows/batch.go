@@ -349,10 +349,16 @@ func (b *batch) readPage() bool {
 		StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, MaximumInterval: time.Minute, MaximumAttempts: 8},
 	})
-	var res activities.ReadBatchItemsResult
-	err := workflow.ExecuteActivity(actx, a.ReadBatchItems, activities.ReadBatchItemsRequest{
+	req := activities.ReadBatchItemsRequest{
 		Source: *b.in.Source, Cursor: b.st.Cursor, Limit: b.pager.size, CountTotal: b.st.Total == 0,
-	}).Get(b.ctx, &res)
+	}
+	// The reader keeps columns the pool does not declare out of its
+	// result, so a file never meant as a source stays out of history.
+	if workflow.GetVersion(b.ctx, "source-only-declared-inputs", workflow.DefaultVersion, 1) == 1 {
+		req.Declared, req.OnlyDeclared = declaredInputs(b.st.Pool)
+	}
+	var res activities.ReadBatchItemsResult
+	err := workflow.ExecuteActivity(actx, a.ReadBatchItems, req).Get(b.ctx, &res)
 	if err != nil {
 		b.logger.Error("Batch source unreadable; no more items start", "Error", err)
 		b.st.StoppedBy, b.st.SourceError = StoppedBySource, err.Error()

@@ -32,6 +32,7 @@ import (
 
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/comfy"
+	"github.com/durable-comfy/durable-comfy/egress"
 	"github.com/durable-comfy/durable-comfy/internal/logging"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 	"github.com/durable-comfy/durable-comfy/wakeup"
@@ -54,6 +55,10 @@ type config struct {
 	WebhookURL    string `envconfig:"WEBHOOK_URL" desc:"public URL at which ComfyDeploy reaches this worker's webhook endpoint; when set, a run's end is noticed when ComfyDeploy calls back rather than at the next poll (polling stays the fallback)"`
 	WebhookListen string `envconfig:"WEBHOOK_LISTEN" default:":8089" desc:"address the webhook endpoint listens on, serving the path of COMFY_WEBHOOK_URL"`
 	WebhookSecret string `envconfig:"WEBHOOK_SECRET" desc:"HMAC secret that signs webhook URLs; required with COMFY_WEBHOOK_URL, at least 16 characters, the same on every worker"`
+
+	SourceDirs     []string `envconfig:"SOURCE_DIRS" desc:"comma-separated directories below which batch sources given as a path are read; unset, path sources are refused"`
+	SourceURLAllow string   `envconfig:"SOURCE_URL_ALLOW" desc:"comma-separated hosts (data.example.com, *.example.com, 10.0.0.5:8080) from which batch source URLs may be fetched even on loopback or private addresses; other URLs must be public"`
+	OutputURLAllow string   `envconfig:"OUTPUT_URL_ALLOW" desc:"comma-separated extra hosts from which run outputs may be downloaded even on private addresses (the host of COMFY_API_URL is always allowed)"`
 
 	OutputDir      string `envconfig:"OUTPUT_DIR" default:"out" desc:"local directory of the output store"`
 	MaxOutputBytes int64  `envconfig:"MAX_OUTPUT_BYTES" default:"2147483648" desc:"largest single output to download"`
@@ -156,6 +161,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("configuration: COMFY_API_URL: %w", err)
 	}
+	sourceDirs, err := activities.OpenSourceDirs(cfg.SourceDirs)
+	if err != nil {
+		return fmt.Errorf("configuration: COMFY_SOURCE_DIRS: %w", err)
+	}
+	defer sourceDirs.Close()
+	sourceClient, downloader, err := cfg.egressClients()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	store, err := outputstore.NewDir(cfg.OutputDir)
 	if err != nil {
 		return fmt.Errorf("configuration: COMFY_OUTPUT_DIR: %w", err)
@@ -169,7 +183,9 @@ func run() error {
 	acts := &activities.Activities{
 		Comfy:            comfyClient,
 		Store:            store,
-		Downloader:       &http.Client{Timeout: 10 * time.Minute},
+		Downloader:       downloader,
+		SourceDirs:       sourceDirs,
+		SourceClient:     sourceClient,
 		Signaler:         tc,
 		Temporal:         tc,
 		Namespace:        namespace(opts),
@@ -192,12 +208,35 @@ func run() error {
 
 	zl.Info("Worker starting",
 		zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", hostPort(opts)),
-		zap.String("namespace", namespace(opts)), zap.String("comfy_api", cfg.APIURL), zap.String("output_dir", store.Root))
+		zap.String("namespace", namespace(opts)), zap.String("comfy_api", cfg.APIURL), zap.String("output_dir", store.Root),
+		zap.Strings("source_dirs", sourceDirs.Dirs()))
 	if err := w.Run(interruptOn(ctx)); err != nil {
 		return fmt.Errorf("worker stopped: %w", err)
 	}
 	zl.Info("Worker stopped")
 	return nil
+}
+
+// egressClients builds the clients for URLs chosen by others: batch
+// sources (chosen by whoever starts a batch) and outputs (chosen by the
+// provider). Both reach public addresses only, plus the allowed hosts; the
+// provider's own API host is allowed for outputs, which is where the
+// simulator and self-hosted ComfyDeploy serve them.
+func (c *config) egressClients() (source, outputs *http.Client, err error) {
+	sourceAllow, err := egress.ParseAllow(c.SourceURLAllow)
+	if err != nil {
+		return nil, nil, fmt.Errorf("COMFY_SOURCE_URL_ALLOW: %w", err)
+	}
+	outputAllow, err := egress.ParseAllow(c.OutputURLAllow)
+	if err != nil {
+		return nil, nil, fmt.Errorf("COMFY_OUTPUT_URL_ALLOW: %w", err)
+	}
+	if err := outputAllow.AddURLHost(c.APIURL); err != nil {
+		return nil, nil, fmt.Errorf("COMFY_API_URL: %w", err)
+	}
+	source = egress.NewClient(egress.Policy{Allow: sourceAllow, Timeout: 5 * time.Minute})
+	outputs = egress.NewClient(egress.Policy{Allow: outputAllow, Timeout: 10 * time.Minute})
+	return source, outputs, nil
 }
 
 // serveWebhooks serves hub at the path of publicURL on addr until the
