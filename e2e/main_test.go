@@ -174,7 +174,7 @@ func (e *env) startWorker() {
 	if err := outputHosts.AddURLHost(e.sim.URL()); err != nil {
 		e.t.Fatal(err)
 	}
-	w := worker.New(e.client, e.taskQueue, worker.Options{})
+	w := worker.New(e.client, e.taskQueue, worker.Options{DeadlockDetectionTimeout: deadlockDetectionTimeout})
 	workflows.Register(w)
 	acts := &activities.Activities{
 		Comfy: cc, Store: store, Signaler: e.client, Temporal: e.client,
@@ -213,6 +213,16 @@ func freePort() int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// deadlockDetectionTimeout replaces the SDK's 1 s for the e2e workers.
+// Under -race on a loaded 2-core machine a batch's root coroutine can run
+// past 1 s while it starts a window of children; the SDK then fails the
+// workflow task (TMPRL1101) but leaves the coroutine running, and that
+// coroutine's workflow.Go races with the dispatcher on its coroutine list
+// (temporalio/sdk-go#1240): "race detected" in the SDK, with our
+// workflow.Go on the write side. A real deadlock still fails the task,
+// later. The worker binary keeps the SDK default.
+const deadlockDetectionTimeout = 10 * time.Second
 
 // quietLogger keeps the SDK's routine logs out of test output;
 // DC_E2E_LOG=1 prints its warnings and errors when debugging a test.

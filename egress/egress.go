@@ -128,7 +128,9 @@ func (d dialer) DialContext(ctx context.Context, network, addr string) (net.Conn
 // internalPrefixes are ranges beyond netip's predicates that reach no
 // public service: "this network" (Linux connects 0.0.0.0 to itself),
 // carrier-grade NAT (also some clouds' metadata), IETF protocol
-// assignments, benchmarking, reserved and broadcast, IPv6 site-local.
+// assignments, benchmarking, reserved and broadcast, IPv6 site-local,
+// IPv4-compatible IPv6 (deprecated; ::/128 and ::1 are judged before) and
+// local-use NAT64, whose translator sits inside the network.
 var internalPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("100.64.0.0/10"),
@@ -136,6 +138,8 @@ var internalPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("198.18.0.0/15"),
 	netip.MustParsePrefix("240.0.0.0/4"),
 	netip.MustParsePrefix("fec0::/10"),
+	netip.MustParsePrefix("::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
 }
 
 // nat64 is the well-known NAT64 prefix: the IPv4 address it embeds is what

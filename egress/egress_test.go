@@ -159,6 +159,9 @@ func TestInternal(t *testing.T) {
 		"255.255.255.255":  "reserved",
 		"64:ff9b::7f00:1":  "loopback",
 		"64:ff9b::808:808": "",
+		"::7f00:1":         "reserved", // IPv4-compatible 127.0.0.1
+		"::a00:1":          "reserved", // IPv4-compatible 10.0.0.1
+		"64:ff9b:1::a00:1": "reserved", // local-use NAT64 of 10.0.0.1
 	} {
 		assert.Equal(t, want, egress.Internal(netip.MustParseAddr(addr)), addr)
 	}
