@@ -35,6 +35,10 @@ func classify(what string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	var classified *temporal.ApplicationError
+	if errors.As(err, &classified) {
+		return err // classified where its cause was known
+	}
 	var rej *preflight.Rejection
 	if errors.As(err, &rej) {
 		return temporal.NewNonRetryableApplicationError(rej.Error(), rej.Kind, nil, rej.Problems)

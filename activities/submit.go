@@ -123,8 +123,18 @@ func (a *Activities) findRunByToken(ctx context.Context, workflowID, token strin
 	lookup, err := a.Comfy.Workflows.FindRunByCorrelationToken(ctx, workflowID, token, opts)
 	activity.GetLogger(ctx).Info("Looked up correlation token", "CorrelationToken", token,
 		"Found", lookup.Found(), "LookupPages", lookup.Pages, "LookupRuns", lookup.Runs, "Bounded", !since.IsZero(), "Error", err)
-	if err != nil || !lookup.Found() {
+	switch {
+	case err != nil:
 		return "", err
+	case lookup.Found():
+		return lookup.Run.ID, nil
+	case !since.IsZero() && !lookup.Complete:
+		// The run may sit on a page beyond the bound: submitting again
+		// could pay twice, so this attempt proves nothing and fails
+		// retryably, like an unknown outcome.
+		return "", temporal.NewApplicationError(fmt.Sprintf(
+			"look up correlation token %s: %d pages of %d runs did not reach back to the submission; not submitting again",
+			token, lookup.Pages, opts.PageSize), ErrTypeSubmitUnconfirmed)
 	}
-	return lookup.Run.ID, nil
+	return "", nil
 }

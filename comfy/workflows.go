@@ -477,6 +477,11 @@ type RunLookup struct {
 	// Runs how many runs they held.
 	Pages int
 	Runs  int
+	// Complete reports whether the lookup read every run it had to: it
+	// reached the workflow's oldest run or a page older than Since. A
+	// lookup that is neither found nor complete proves nothing: the run may
+	// be on a page it did not read.
+	Complete bool
 }
 
 // Found reports whether a run carries the token.
@@ -520,11 +525,13 @@ func (s *WorkflowsService) FindRunByCorrelationToken(ctx context.Context, workfl
 			}
 		}
 		if len(runs) < o.PageSize {
-			return lookup, nil // the workflow has no older runs
+			lookup.Complete = true // the workflow has no older runs
+			return lookup, nil
 		}
 		oldest := runs[len(runs)-1].CreatedAt.Time
 		if !o.Since.IsZero() && !oldest.IsZero() && oldest.Before(o.Since) {
-			return lookup, nil // older runs were created before the submission
+			lookup.Complete = true // older runs were created before the submission
+			return lookup, nil
 		}
 	}
 	return lookup, nil

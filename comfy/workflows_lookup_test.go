@@ -37,15 +37,18 @@ func TestFindRunByCorrelationTokenBounds(t *testing.T) {
 		wantRun   string
 		wantPages int
 		wantRuns  int
+		// wantComplete: the lookup read every run it had to, so "not
+		// found" means the run does not exist.
+		wantComplete bool
 	}{
-		{"default: the newest 100 runs", "tok-99", nil, "run-99", 1, 100},
-		{"default: not beyond them", "tok-100", nil, "", 1, 100},
-		{"pages until found", "tok-120", &FindRunOptions{PageSize: 50, MaxPages: 10}, "run-120", 3, 150},
-		{"to the oldest run", "tok-none", &FindRunOptions{PageSize: 100, MaxPages: 10}, "", 3, 250},
-		{"bounded by pages", "tok-220", &FindRunOptions{PageSize: 50, MaxPages: 2}, "", 2, 100},
+		{"default: the newest 100 runs", "tok-99", nil, "run-99", 1, 100, false},
+		{"default: not beyond them", "tok-100", nil, "", 1, 100, false},
+		{"pages until found", "tok-120", &FindRunOptions{PageSize: 50, MaxPages: 10}, "run-120", 3, 150, false},
+		{"to the oldest run", "tok-none", &FindRunOptions{PageSize: 100, MaxPages: 10}, "", 3, 250, true},
+		{"bounded by pages", "tok-220", &FindRunOptions{PageSize: 50, MaxPages: 2}, "", 2, 100, false},
 		// Since 60 minutes ago: the page holding run 60 reaches back past it.
-		{"bounded by time", "tok-none", &FindRunOptions{PageSize: 25, MaxPages: 10, Since: newest.Add(-60 * time.Minute)}, "", 3, 75},
-		{"found within the time bound", "tok-40", &FindRunOptions{PageSize: 25, MaxPages: 10, Since: newest.Add(-60 * time.Minute)}, "run-40", 2, 50},
+		{"bounded by time", "tok-none", &FindRunOptions{PageSize: 25, MaxPages: 10, Since: newest.Add(-60 * time.Minute)}, "", 3, 75, true},
+		{"found within the time bound", "tok-40", &FindRunOptions{PageSize: 25, MaxPages: 10, Since: newest.Add(-60 * time.Minute)}, "run-40", 2, 50, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,6 +63,7 @@ func TestFindRunByCorrelationTokenBounds(t *testing.T) {
 			assertEq(t, got, tc.wantRun)
 			assertEq(t, lookup.Pages, tc.wantPages)
 			assertEq(t, lookup.Runs, tc.wantRuns)
+			assertEq(t, lookup.Complete, tc.wantComplete)
 		})
 	}
 	if _, err := c.Workflows.FindRunByCorrelationToken(context.Background(), "w1", "", nil); err == nil {
