@@ -28,12 +28,12 @@ import (
 type batchActs struct {
 	t     *testing.T
 	acts  *activities.Activities
-	store *outputstore.Dir
+	store *outputstore.Bucket
 }
 
 func newBatchActs(t *testing.T) *batchActs {
 	t.Helper()
-	store, err := outputstore.NewDir(t.TempDir())
+	store, err := outputstore.OpenDir(t.TempDir())
 	require.NoError(t, err)
 	return &batchActs{t: t, acts: &activities.Activities{Store: store, Downloader: http.DefaultClient}, store: store}
 }
@@ -211,7 +211,9 @@ func (b *batchActs) finalize(parts int) (activities.FinalizeBatchResultsResult, 
 	require.NoError(b.t, err)
 	var res activities.FinalizeBatchResultsResult
 	require.NoError(b.t, val.Get(&res))
-	f, err := os.Open(res.Path)
+	p, ok := outputstore.FilePath(res.Path)
+	require.True(b.t, ok, res.Path)
+	f, err := os.Open(p)
 	require.NoError(b.t, err)
 	defer f.Close()
 	var lines []activities.BatchItemResult
@@ -233,7 +235,7 @@ func TestBatchResultsAreAssembledInOrderAndRewrittenIdempotently(t *testing.T) {
 	b.write(2, first[3:]) // a retried write replaces the part
 
 	res, lines := b.finalize(2)
-	require.Equal(t, filepath.Join(b.store.Root, "batch_1", "results.jsonl"), res.Path)
+	require.Equal(t, b.store.Location("batch_1/results.jsonl"), res.Path)
 	require.Equal(t, 5, res.Lines)
 	require.Equal(t, first, lines)
 	again, linesAgain := b.finalize(2)

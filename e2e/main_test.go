@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -80,12 +81,21 @@ type env struct {
 	client    client.Client
 	taskQueue string
 	outDir    string
-	worker    worker.Worker
+	// storeURL, when set, is the worker's COMFY_OUTPUT_URL (withStoreURL);
+	// otherwise the store is the directory outDir.
+	storeURL string
+	store    *outputstore.Bucket
+	worker   worker.Worker
 	// hub, when set, receives the simulator's webhooks (withWebhooks).
 	hub *wakeup.Hub
 }
 
 type envOption func(*env)
+
+// withStoreURL gives the worker the output store at rawURL.
+func withStoreURL(rawURL string) envOption {
+	return func(e *env) { e.storeURL = rawURL }
+}
 
 // withWebhooks gives the worker a webhook endpoint that the simulator calls.
 func withWebhooks() envOption {
@@ -156,10 +166,17 @@ func (e *env) startWorker() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	store, err := outputstore.NewDir(e.outDir)
+	store, err := outputstore.OpenDir(e.outDir)
+	if e.storeURL != "" {
+		store, err = outputstore.Open(context.Background(), e.storeURL)
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	if err := store.Check(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.store = store
 	w := worker.New(e.client, e.taskQueue, worker.Options{})
 	workflows.Register(w)
 	acts := &activities.Activities{
@@ -186,6 +203,25 @@ func (e *env) start(id string, in workflows.ComfyRunInput) client.WorkflowRun {
 		e.t.Fatal(err)
 	}
 	return run
+}
+
+// readObject reads the object a store URL names, through the worker's store.
+func (e *env) readObject(u string) []byte {
+	e.t.Helper()
+	key, ok := e.store.KeyForURL(u)
+	if !ok {
+		e.t.Fatalf("%s is not in the output store %s", u, e.store.URL())
+	}
+	r, err := e.store.Open(context.Background(), key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer r.Close()
+	body, err := io.ReadAll(r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return body
 }
 
 func freePort() int {
