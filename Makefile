@@ -1,17 +1,19 @@
 # durable-comfy: every target works on a fresh clone that has only Go and the
 # Go module proxy. The Temporal dev server (CLI v1.5.1, with the embedded Web
-# UI) is pinned in tools/temporal/go.mod and built into bin/ on first use.
+# UI) is pinned in tools/temporal/go.mod and built into bin/ on first use; so
+# is the S3-compatible server the e2e tests use (versitygw, tools/versitygw).
 
 SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL := $(BIN)/temporal
+VERSITYGW := $(BIN)/versitygw
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 # Demo settings (overridable: make demo DEMO_PROMPT="a red fox").
 DEMO_PROMPT ?= a lighthouse on a cliff at dawn, oil painting
 
-.PHONY: all build test unit-test lint fmt-check vet dev demo bench bench-batch clean temporal help
+.PHONY: all build test unit-test lint fmt-check vet dev demo bench bench-batch clean temporal versitygw help
 
 all: build
 
@@ -29,6 +31,14 @@ $(TEMPORAL): tools/temporal/go.mod tools/temporal/go.sum
 	cd tools/temporal && $(GO) build -o $(TEMPORAL) github.com/temporalio/cli/cmd/temporal
 	@touch $(TEMPORAL)
 
+versitygw: $(VERSITYGW) ## Build the pinned S3-compatible test server (versitygw, POSIX backend) into bin/.
+
+# About 80 s on a quiet 2-core machine; later builds are no-ops.
+$(VERSITYGW): tools/versitygw/go.mod tools/versitygw/go.sum
+	@echo ">> building versitygw, the S3-compatible server of the e2e tests (pinned in tools/versitygw/go.mod)"
+	cd tools/versitygw && $(GO) build -o $(VERSITYGW) github.com/versity/versitygw/cmd/versitygw
+	@touch $(VERSITYGW)
+
 fmt-check: ## Fail when gofmt would change a file.
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -41,8 +51,8 @@ lint: fmt-check vet ## Format check and go vet (no third-party linters needed).
 unit-test: ## Tests that need no Temporal server.
 	$(GO) test $(GOTEST_FLAGS) -short ./...
 
-test: fmt-check vet $(TEMPORAL) ## Format check, vet, and every test (unit + integration on the real dev server).
-	TEMPORAL_CLI_PATH=$(TEMPORAL) $(GO) test $(GOTEST_FLAGS) ./...
+test: fmt-check vet $(TEMPORAL) $(VERSITYGW) ## Format check, vet, and every test (unit + integration on the real dev server and S3 server).
+	TEMPORAL_CLI_PATH=$(TEMPORAL) VERSITYGW_PATH=$(VERSITYGW) $(GO) test $(GOTEST_FLAGS) ./...
 
 dev: build $(TEMPORAL) ## Dev server (UI on :8233), simulator and worker; Ctrl-C stops everything.
 	$(BIN)/devstack -temporal $(TEMPORAL) -worker $(BIN)/worker -simulator $(BIN)/comfysim

@@ -1,6 +1,7 @@
 // Package e2e runs durable-comfy end to end: the real Temporal dev server
 // (the pinned CLI in bin/), the ComfyDeploy simulator and a worker in this
-// process. `make test` builds the CLI and sets TEMPORAL_CLI_PATH.
+// process. `make test` builds the CLI and sets TEMPORAL_CLI_PATH; the S3
+// store tests run versitygw (bin/versitygw, VERSITYGW_PATH) the same way.
 package e2e
 
 import (
