@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/smithy-go"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/azureblob" // azblob://container
 	"gocloud.dev/blob/fileblob"
@@ -289,9 +290,21 @@ func (b *Bucket) Check(ctx context.Context) error {
 	return nil
 }
 
+// credentialErrors are the S3 error codes of refused credentials, which
+// gocloud.dev reports with code Unknown.
+var credentialErrors = map[string]bool{
+	"AccessDenied": true, "SignatureDoesNotMatch": true, "InvalidAccessKeyId": true,
+	"ExpiredToken": true, "InvalidToken": true, "TokenRefreshRequired": true,
+}
+
 // hint adds what to do about the common start-up failures.
 func hint(err error) error {
-	switch gcerrors.Code(err) {
+	code := gcerrors.Code(err)
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && credentialErrors[apiErr.ErrorCode()] {
+		code = gcerrors.PermissionDenied
+	}
+	switch code {
 	case gcerrors.PermissionDenied:
 		return fmt.Errorf("%w; check the storage credentials (for S3: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role) and that they may put, get, delete and list objects", err)
 	case gcerrors.NotFound:
@@ -342,7 +355,7 @@ func stripQueries(msg, rawURL string) string {
 	}
 	fields := strings.Fields(msg)
 	for _, f := range fields {
-		trimmed := strings.Trim(f, `"',;()`)
+		trimmed := strings.Trim(f, `"',;:()`)
 		if i := strings.IndexByte(trimmed, '?'); i > 0 && strings.Contains(trimmed[:i], "://") {
 			msg = strings.ReplaceAll(msg, trimmed, trimmed[:i])
 		}

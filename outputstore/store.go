@@ -51,6 +51,24 @@ type Reader interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 }
 
+// URLReader is implemented by stores whose objects can be read back by
+// their store URL, in ranges: what a batch source given as a store URL
+// (s3://bucket/prefix/items.jsonl) needs. *Bucket implements it.
+type URLReader interface {
+	// KeyForURL returns the key rawURL names, ok only when rawURL lies
+	// inside this store (same scheme, bucket and prefix).
+	KeyForURL(rawURL string) (key string, ok bool)
+	// OpenRange reads key from byte offset on; an offset at or past the end
+	// gives an empty reader, a missing object an fs.ErrNotExist error.
+	OpenRange(ctx context.Context, key string, offset int64) (io.ReadCloser, error)
+}
+
+var (
+	_ Store     = (*Bucket)(nil)
+	_ Reader    = (*Bucket)(nil)
+	_ URLReader = (*Bucket)(nil)
+)
+
 // PutOption adjusts one Put.
 type PutOption func(*putOptions)
 
