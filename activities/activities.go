@@ -35,9 +35,18 @@ type Wakeups interface {
 type Activities struct {
 	Comfy *comfy.Client
 	Store outputstore.Store
-	// Downloader fetches output URLs. They are presigned object-store URLs,
-	// so this client must not add the ComfyDeploy key.
+	// Downloader fetches output URLs. They are presigned object-store URLs
+	// that the provider chose, so this client must not add the ComfyDeploy
+	// key nor reach internal addresses: build it with egress.NewClient,
+	// allowing the provider's own hosts. Nil means egress's default rules
+	// (public addresses only).
 	Downloader *http.Client
+	// SourceDirs confines path batch sources; nil refuses them all.
+	SourceDirs *SourceDirs
+	// SourceClient fetches URL batch sources, which whoever starts a batch
+	// chooses: build it with egress.NewClient. Nil means egress's default
+	// rules (public addresses only).
+	SourceClient *http.Client
 	// Signaler, when set, reports run progress to the workflow; without it
 	// the workflow still completes, only its live view is coarser.
 	Signaler Signaler

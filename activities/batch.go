@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,6 +21,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/durable-comfy/durable-comfy/outputstore"
+	"github.com/durable-comfy/durable-comfy/preflight"
 )
 
 // Batch source formats.
@@ -42,11 +42,13 @@ const maxPageBytes = 1 << 20
 // JSON object per line (JSONL) or a CSV file whose header row names the
 // inputs. Exactly one of Path and URL is set.
 type BatchSource struct {
-	// Path is a file on the worker's file system; relative paths are
-	// resolved against the worker's working directory. Whoever can start a
-	// batch can make the worker read any file it can read.
+	// Path is a regular file on the worker's file system, absolute or
+	// relative to the worker's working directory, that must lie below one
+	// of the worker's source directories (COMFY_SOURCE_DIRS); without them
+	// path sources are refused. See docs/security.md.
 	Path string `json:"path,omitempty"`
-	// URL is an http(s) URL, fetched without credentials.
+	// URL is an http(s) URL, fetched without credentials from a public
+	// address or a host the worker allows (COMFY_SOURCE_URL_ALLOW).
 	URL string `json:"url,omitempty"`
 	// Format is "jsonl" or "csv"; by default it follows the extension
 	// (.jsonl, .ndjson, .csv).
@@ -113,6 +115,14 @@ type ReadBatchItemsRequest struct {
 	// answered for local files only (one extra pass over the file); for URLs
 	// the total is known when the last page is read.
 	CountTotal bool `json:"count_total,omitempty"`
+	// OnlyDeclared keeps the source's records to the Declared inputs (the
+	// deployments' declared input names): a CSV header column or a JSON key
+	// outside them fails the source or the item, and neither its name nor
+	// its value enters the result (and so the workflow's history). It is
+	// how a file that was never meant as a batch source stays out of
+	// history and errors.
+	OnlyDeclared bool     `json:"only_declared,omitempty"`
+	Declared     []string `json:"declared,omitempty"`
 }
 
 // BatchItem is one item of a batch: the inputs its run adds to the batch's
@@ -160,11 +170,18 @@ func (a *Activities) ReadBatchItems(ctx context.Context, req ReadBatchItemsReque
 	}
 	defer body.Close()
 
+	var declared map[string]bool
+	if req.OnlyDeclared {
+		declared = make(map[string]bool, len(req.Declared))
+		for _, name := range req.Declared {
+			declared[name] = true
+		}
+	}
 	var res *ReadBatchItemsResult
 	if format == FormatCSV {
-		res, err = readCSV(body, cur, req.Limit)
+		res, err = readCSV(body, cur, req.Limit, declared, req.Declared)
 	} else {
-		res, err = readJSONL(body, cur, req.Limit)
+		res, err = readJSONL(body, cur, req.Limit, declared, req.Declared)
 	}
 	if err != nil {
 		return nil, err
@@ -173,69 +190,22 @@ func (a *Activities) ReadBatchItems(ctx context.Context, req ReadBatchItemsReque
 	case res.EOF:
 		res.Total = res.Next.Index
 	case req.CountTotal && req.Source.Path != "":
-		if res.Total, err = countItems(req.Source.Path, format); err != nil {
+		f, err := a.SourceDirs.open(req.Source.Path)
+		if err != nil {
+			return nil, err
+		}
+		res.Total, err = countItems(f, format)
+		f.Close()
+		if err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
 }
 
-// openSource returns the source's bytes from offset on.
-func (a *Activities) openSource(ctx context.Context, src BatchSource, offset int64) (io.ReadCloser, error) {
-	if src.Path != "" {
-		f, err := os.Open(src.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("batch source %s does not exist on the worker (relative paths start at the worker's working directory)", src.Path), ErrTypeBatchSource, nil)
-		}
-		if err != nil {
-			return nil, temporal.NewNonRetryableApplicationError("open batch source: "+err.Error(), ErrTypeBatchSource, nil)
-		}
-		if _, err := f.Seek(offset, io.SeekStart); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("seek batch source %s: %w", src.Path, err)
-		}
-		return f, nil
-	}
-
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
-	if err != nil {
-		return nil, temporal.NewNonRetryableApplicationError("batch source url: "+err.Error(), ErrTypeInvalidRequest, nil)
-	}
-	if offset > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
-	}
-	client := a.Downloader
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, temporal.NewApplicationError(fmt.Sprintf("fetch batch source %s: %v", stripQuery(src.URL), stripURLs(err)), ErrTypeComfyUnavailable)
-	}
-	switch {
-	case resp.StatusCode == http.StatusPartialContent:
-		return resp.Body, nil
-	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
-		resp.Body.Close()
-		return io.NopCloser(strings.NewReader("")), nil // the cursor is at the end
-	case resp.StatusCode == http.StatusOK:
-		if _, err := io.CopyN(io.Discard, resp.Body, offset); err != nil && !errors.Is(err, io.EOF) {
-			resp.Body.Close()
-			return nil, temporal.NewApplicationError(fmt.Sprintf("fetch batch source %s: %v", stripQuery(src.URL), err), ErrTypeComfyUnavailable)
-		}
-		return resp.Body, nil
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		resp.Body.Close()
-		return nil, temporal.NewApplicationError(fmt.Sprintf("fetch batch source %s: %s", stripQuery(src.URL), resp.Status), ErrTypeComfyUnavailable)
-	default:
-		resp.Body.Close()
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("fetch batch source %s: %s", stripQuery(src.URL), resp.Status), ErrTypeBatchSource, nil)
-	}
-}
-
 // readJSONL reads one JSON object per line.
-func readJSONL(r io.Reader, cur BatchCursor, limit int) (*ReadBatchItemsResult, error) {
+// With declared set, a line with a key outside it fails alone.
+func readJSONL(r io.Reader, cur BatchCursor, limit int, declared map[string]bool, declaredList []string) (*ReadBatchItemsResult, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	res := &ReadBatchItemsResult{Items: []BatchItem{}}
 	var read int64
@@ -261,6 +231,8 @@ func readJSONL(r io.Reader, cur BatchCursor, limit int) (*ReadBatchItemsResult, 
 		var inputs map[string]any
 		if jerr := json.Unmarshal(text, &inputs); jerr != nil || inputs == nil {
 			item.Error = fmt.Sprintf("line %d is not a JSON object of inputs: %s", lineNo, jsonProblem(jerr))
+		} else if bad := undeclared(inputs, declared); bad != "" {
+			item.Error = fmt.Sprintf("line %d: %s", lineNo, preflight.UnknownInput(bad, declaredList))
 		} else {
 			item.Inputs = inputs
 		}
@@ -285,11 +257,36 @@ func jsonProblem(err error) string {
 	if errors.As(err, &typeErr) {
 		return "got a JSON " + typeErr.Value
 	}
-	return err.Error()
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		// The message quotes one character at most.
+		return fmt.Sprintf("%v (at byte %d)", syntaxErr, syntaxErr.Offset)
+	}
+	return "not valid JSON"
+}
+
+// undeclared returns the first key of inputs (in sorted order) outside
+// declared, or "" when all are declared or declared is nil.
+func undeclared(inputs map[string]any, declared map[string]bool) string {
+	if declared == nil {
+		return ""
+	}
+	var bad []string
+	for k := range inputs {
+		if !declared[k] {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	slices.Sort(bad)
+	return bad[0]
 }
 
 // readCSV reads records of a CSV file whose first row names the inputs.
-func readCSV(r io.Reader, cur BatchCursor, limit int) (*ReadBatchItemsResult, error) {
+// With declared set, a header column outside it fails the whole source.
+func readCSV(r io.Reader, cur BatchCursor, limit int, declared map[string]bool, declaredList []string) (*ReadBatchItemsResult, error) {
 	base := cur.Byte
 	// Keep what the CSV reader consumes, to count the physical lines of
 	// the page (quoted cells may span lines; blank lines are skipped).
@@ -310,7 +307,7 @@ func readCSV(r io.Reader, cur BatchCursor, limit int) (*ReadBatchItemsResult, er
 			return res, nil
 		}
 		if err != nil {
-			return nil, temporal.NewNonRetryableApplicationError("batch source header row: "+err.Error(), ErrTypeBatchSource, nil)
+			return nil, temporal.NewNonRetryableApplicationError("batch source header row (line 1): "+csvProblem(err), ErrTypeBatchSource, nil)
 		}
 		names := make([]string, len(header))
 		seen := map[string]bool{}
@@ -318,7 +315,11 @@ func readCSV(r io.Reader, cur BatchCursor, limit int) (*ReadBatchItemsResult, er
 			names[i] = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
 			if names[i] == "" || seen[names[i]] {
 				return nil, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("batch source header row: column %d name %q is empty or repeated", i+1, names[i]), ErrTypeBatchSource, nil)
+					fmt.Sprintf("batch source header row: column %d name %s is empty or repeated", i+1, preflight.QuotePrefix(names[i])), ErrTypeBatchSource, nil)
+			}
+			if declared != nil && !declared[names[i]] {
+				return nil, temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("batch source header row: column %d: %s; the header row names the inputs of every line", i+1, preflight.UnknownInput(names[i], declaredList)), ErrTypeBatchSource, nil)
 			}
 			seen[names[i]] = true
 		}
@@ -333,7 +334,7 @@ func readCSV(r io.Reader, cur BatchCursor, limit int) (*ReadBatchItemsResult, er
 		}
 		var parseErr *csv.ParseError
 		if err != nil && !errors.As(err, &parseErr) {
-			return nil, temporal.NewApplicationError("read batch source: "+err.Error(), ErrTypeComfyUnavailable)
+			return nil, temporal.NewApplicationError("read batch source: "+csvProblem(err), ErrTypeComfyUnavailable)
 		}
 		item := BatchItem{Index: cur.Index, Line: lineAt()}
 		cur.Index++
@@ -379,13 +380,19 @@ func csvValue(s string) any {
 	return s
 }
 
-// countItems counts the items of a local source, for progress estimates.
-func countItems(name, format string) (int, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return 0, fmt.Errorf("count batch source items: %w", err)
+// csvProblem describes a CSV reader error without the record's content
+// (encoding/csv's errors name lines and columns only, but an I/O error may
+// carry more).
+func csvProblem(err error) string {
+	var parseErr *csv.ParseError
+	if errors.As(err, &parseErr) {
+		return parseErr.Error()
 	}
-	defer f.Close()
+	return "cannot read the file"
+}
+
+// countItems counts the items of a local source, for progress estimates.
+func countItems(f io.Reader, format string) (int, error) {
 	n := 0
 	if format == FormatCSV {
 		cr := csv.NewReader(f)

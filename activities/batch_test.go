@@ -22,6 +22,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/comfy"
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
+	"github.com/durable-comfy/durable-comfy/egress"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 )
 
@@ -29,13 +30,32 @@ type batchActs struct {
 	t     *testing.T
 	acts  *activities.Activities
 	store *outputstore.Bucket
+	dir   string // the one source directory
 }
 
+// newBatchActs reads path sources below a fresh directory and URL sources
+// from test servers on 127.0.0.1, which it allows.
 func newBatchActs(t *testing.T) *batchActs {
 	t.Helper()
 	store, err := outputstore.OpenDir(t.TempDir())
 	require.NoError(t, err)
-	return &batchActs{t: t, acts: &activities.Activities{Store: store, Downloader: http.DefaultClient}, store: store}
+	dir := t.TempDir()
+	dirs, err := activities.OpenSourceDirs([]string{dir})
+	require.NoError(t, err)
+	t.Cleanup(func() { dirs.Close() })
+	allow, err := egress.ParseAllow("127.0.0.1")
+	require.NoError(t, err)
+	acts := &activities.Activities{Store: store, SourceDirs: dirs, SourceClient: egress.NewClient(egress.Policy{Allow: allow})}
+	return &batchActs{t: t, acts: acts, store: store, dir: dir}
+}
+
+// file writes a source file below the source directory.
+func (b *batchActs) file(name, body string) string {
+	b.t.Helper()
+	p := filepath.Join(b.dir, name)
+	require.NoError(b.t, os.MkdirAll(filepath.Dir(p), 0o755))
+	require.NoError(b.t, os.WriteFile(p, []byte(body), 0o644))
+	return p
 }
 
 func (b *batchActs) env() *testsuite.TestActivityEnvironment {
@@ -77,16 +97,9 @@ func (b *batchActs) readAll(src activities.BatchSource, limit int) ([]activities
 
 var timeZero time.Time
 
-func writeFile(t *testing.T, name, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
-	return p
-}
-
 func TestReadBatchItemsJSONLPagesAndKeepsBadLinesAsItems(t *testing.T) {
 	b := newBatchActs(t)
-	src := activities.BatchSource{Path: writeFile(t, "items.jsonl",
+	src := activities.BatchSource{Path: b.file("items.jsonl",
 		`{"prompt":"a","seed":1}`+"\n\n"+`{"prompt":"b"}`+"\n"+`not json`+"\n"+`[1,2]`+"\n"+`{"prompt":"e","hires":true}`)}
 
 	first, err := b.read(activities.ReadBatchItemsRequest{Source: src, Limit: 2, CountTotal: true})
@@ -110,7 +123,7 @@ func TestReadBatchItemsJSONLPagesAndKeepsBadLinesAsItems(t *testing.T) {
 
 func TestReadBatchItemsCSVTypesValuesAndNamesBadLines(t *testing.T) {
 	b := newBatchActs(t)
-	src := activities.BatchSource{Path: writeFile(t, "items.csv",
+	src := activities.BatchSource{Path: b.file("items.csv",
 		"prompt,seed,cfg,hires,sku\n"+
 			"a red chair,42,7.5,true,0042\n"+
 			"\n"+
@@ -160,7 +173,7 @@ func TestReadBatchItemsFromAURLUsesRange(t *testing.T) {
 
 func TestReadBatchItemsMissingSourceIsNotRetried(t *testing.T) {
 	b := newBatchActs(t)
-	_, err := b.read(activities.ReadBatchItemsRequest{Source: activities.BatchSource{Path: filepath.Join(t.TempDir(), "nope.csv")}, Limit: 10})
+	_, err := b.read(activities.ReadBatchItemsRequest{Source: activities.BatchSource{Path: filepath.Join(b.dir, "nope.csv")}, Limit: 10})
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
 	require.Equal(t, activities.ErrTypeBatchSource, appErr.Type())

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/durable-comfy/durable-comfy/comfy"
+	"github.com/durable-comfy/durable-comfy/egress"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 )
 
@@ -172,9 +173,14 @@ func (a *Activities) download(ctx context.Context, media comfy.OutputMedia, key 
 	}
 	client := a.Downloader
 	if client == nil {
-		client = http.DefaultClient
+		client = defaultEgress
 	}
 	resp, err := client.Do(req)
+	var refusal *egress.RefusedError
+	if errors.As(err, &refusal) {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("download %s refused: %s (the worker fetches outputs from public addresses and the hosts of COMFY_API_URL and COMFY_OUTPUT_URL_ALLOW)", source, refusal), ErrTypeOutputURLRefused, nil)
+	}
 	if err != nil {
 		return nil, temporal.NewApplicationError(fmt.Sprintf("download %s: %v", source, stripURLs(err)), ErrTypeComfyUnavailable)
 	}

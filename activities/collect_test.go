@@ -24,6 +24,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/comfy"
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
+	"github.com/durable-comfy/durable-comfy/egress"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 )
 
@@ -242,4 +243,25 @@ func (r redirectTo) RoundTrip(req *http.Request) (*http.Response, error) {
 	out := req.Clone(req.Context())
 	out.URL, out.Host = u, u.Host
 	return http.DefaultTransport.RoundTrip(out)
+}
+
+// An output URL the provider returns must not make the worker fetch from
+// its own network: the simulator serves outputs on 127.0.0.1, which is
+// refused unless its host is allowed (as the worker allows COMFY_API_URL's).
+func TestCollectOutputsRefusesInternalAddressesUnlessAllowed(t *testing.T) {
+	h := newHarness(t)
+	id := h.runToSuccess(comfytest.DeploymentTxt2Img, txt2imgInputs)
+	h.acts.Downloader = egress.NewClient(egress.Policy{})
+	_, err := h.env().ExecuteActivity(h.acts.CollectOutputs, activities.CollectRequest{RunID: id, WorkflowID: "wf-internal"})
+	ae := appErr(t, err)
+	assert.Equal(t, activities.ErrTypeOutputURLRefused, ae.Type())
+	assert.True(t, ae.NonRetryable())
+	assert.Contains(t, ae.Error(), "loopback addresses are not fetched")
+	assert.NotContains(t, ae.Error(), "sig=")
+
+	var allow egress.Allowlist
+	require.NoError(t, allow.AddURLHost(h.srv.URL()))
+	h.acts.Downloader = egress.NewClient(egress.Policy{Allow: allow})
+	_, err = h.env().ExecuteActivity(h.acts.CollectOutputs, activities.CollectRequest{RunID: id, WorkflowID: "wf-internal"})
+	require.NoError(t, err)
 }

@@ -21,6 +21,7 @@ const (
 	ErrTypeRunNotFound       = "RunNotFound"            // a run id we recorded is unknown to ComfyDeploy
 	ErrTypeOutputTooLarge    = "OutputTooLarge"         // an output exceeds the worker's size cap
 	ErrTypeOutputURLExpired  = "OutputURLExpired"       // retried: the activity re-reads the run for fresh URLs
+	ErrTypeOutputURLRefused  = "OutputURLRefused"       // an output URL points at an internal address the worker may not fetch
 	ErrTypeInvalidRequest    = "InvalidRequest"         // the activity input itself is malformed
 	ErrTypeComfyUnavailable  = "ComfyUnavailable"       // retryable: network errors and 5xx
 	ErrTypeSubmitUnconfirmed = "SubmitUnconfirmed"      // retryable: outcome unknown, next attempt looks the token up first

@@ -55,7 +55,7 @@ func TestPreparePipelineRejections(t *testing.T) {
 		{"unknown output", "${txt2img.outputs.image[0]}", "${txt2img.outputs.picture[0]}", activities.ErrTypeInvalidPipeline,
 			[]string{`step "upscale": input "image" refers to output "picture" of step "txt2img"`}},
 		{"bad literal", "scale: 2x", "scale: 3x", preflight.KindInvalidInput,
-			[]string{`step "upscale": input "scale" is "3x", which is not one of`}},
+			[]string{`step "upscale": input "scale" is not one of`}},
 		{"reference into unknown input", "      image: ${upscale.outputs.image[0]}", "      picture: ${upscale.outputs.image[0]}", preflight.KindInvalidInput,
 			[]string{`step "img2video": input "picture"`, `step "img2video": input "image" is required`}},
 		{"machine not ready", comfytest.DeploymentUpscale, comfytest.DeploymentOnBuilding, preflight.KindMachineNotReady,

@@ -39,8 +39,9 @@ type SubmitResult struct {
 
 // The token lookup pages through the workflow's runs, newest first, back
 // to lookbackSlack before the submission began (clock skew between worker
-// and ComfyDeploy, and a slow dispatch). A fixed depth is not enough: a
-// busy batch creates hundreds of runs of the same workflow per minute.
+// and ComfyDeploy, and a slow dispatch), and at most lookupMaxPages pages.
+// A fixed depth is not enough: a busy batch creates hundreds of runs of the
+// same workflow per minute.
 const (
 	lookupPageSize = 100
 	lookupMaxPages = 50
@@ -110,29 +111,20 @@ func (a *Activities) Submit(ctx context.Context, req SubmitRequest) (*SubmitResu
 		ErrTypeSubmitUnconfirmed)
 }
 
-// findRunByToken returns the id of the run that carries token, or "".
-// With a zero since it searches lookupMaxPages pages.
+// findRunByToken returns the id of the run that carries token, or "", with
+// comfy's one lookup (Workflows.FindRunByCorrelationToken) bounded by the
+// submission time (a zero since leaves lookupMaxPages pages). Each lookup
+// logs how many pages it read, so its cost shows under load.
 func (a *Activities) findRunByToken(ctx context.Context, workflowID, token string, since time.Time) (string, error) {
-	withOutputs, withInputs := false, true
-	for page := range lookupMaxPages {
-		runs, err := a.Comfy.Workflows.ListRuns(ctx, workflowID, &comfy.WorkflowRunsOptions{
-			Limit: lookupPageSize, Offset: page * lookupPageSize, WithOutputs: &withOutputs, WithInputs: &withInputs,
-		})
-		if err != nil {
-			return "", err
-		}
-		for i := range runs {
-			if comfy.CorrelationToken(&runs[i]) == token {
-				return runs[i].ID, nil
-			}
-		}
-		if len(runs) < lookupPageSize {
-			return "", nil
-		}
-		oldest := runs[len(runs)-1].CreatedAt.Time
-		if !since.IsZero() && !oldest.IsZero() && oldest.Before(since.Add(-lookbackSlack)) {
-			return "", nil
-		}
+	opts := &comfy.FindRunOptions{PageSize: lookupPageSize, MaxPages: lookupMaxPages}
+	if !since.IsZero() {
+		opts.Since = since.Add(-lookbackSlack)
 	}
-	return "", nil
+	lookup, err := a.Comfy.Workflows.FindRunByCorrelationToken(ctx, workflowID, token, opts)
+	activity.GetLogger(ctx).Info("Looked up correlation token", "CorrelationToken", token,
+		"Found", lookup.Found(), "LookupPages", lookup.Pages, "LookupRuns", lookup.Runs, "Bounded", !since.IsZero(), "Error", err)
+	if err != nil || !lookup.Found() {
+		return "", err
+	}
+	return lookup.Run.ID, nil
 }

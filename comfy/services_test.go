@@ -374,14 +374,14 @@ func TestEndpoints(t *testing.T) {
 			name: "Workflows.FindRunByCorrelationToken", pattern: "GET /workflow/{id}/runs",
 			response: `[{"id":"other","workflow_inputs":{"__cid":"zzz"}},` + sampleRunJSON + `]`,
 			call: func(ctx context.Context, c *Client) (any, error) {
-				run, ok, err := c.Workflows.FindRunByCorrelationToken(ctx, "w1", "tok-1", nil)
-				if !ok {
+				lookup, err := c.Workflows.FindRunByCorrelationToken(ctx, "w1", "tok-1", nil)
+				if err == nil && !lookup.Found() {
 					return nil, errors.New("not found")
 				}
-				return run, err
+				return lookup.Run, err
 			},
 			wantPath:  "/workflow/w1/runs",
-			wantQuery: url.Values{"limit": {"20"}, "with_outputs": {"false"}, "with_inputs": {"true"}},
+			wantQuery: url.Values{"limit": {"100"}, "with_outputs": {"false"}, "with_inputs": {"true"}},
 			check:     func(t *testing.T, got any) { assertEq(t, got.(*Run).ID, "run-1") },
 		},
 		{

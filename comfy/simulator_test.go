@@ -535,10 +535,10 @@ func TestSimRunErrors(t *testing.T) {
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, http.StatusBadRequest, apiErr.StatusCode)
 	assert.Equal(t, "Invalid machine type", apiErr.Detail)
-	found, ok, err := c.Workflows.FindRunByCorrelationToken(ctx, comfytest.WorkflowTxt2Img, "tok-legacy", nil)
+	found, err := c.Workflows.FindRunByCorrelationToken(ctx, comfytest.WorkflowTxt2Img, "tok-legacy", nil)
 	require.NoError(t, err)
-	require.True(t, ok)
-	assert.Equal(t, comfy.StatusFailed, found.Status)
+	require.True(t, found.Found())
+	assert.Equal(t, comfy.StatusFailed, found.Run.Status)
 }
 
 func TestSimRetriesThrough5xx(t *testing.T) {
@@ -584,16 +584,18 @@ func TestSimAmbiguousSubmit(t *testing.T) {
 	assert.Equal(t, 1, counters.Calls["POST /api/run/deployment/queue"][0])
 
 	sim.SetFaults(comfytest.Faults{})
-	run, ok, err := c.Workflows.FindRunByCorrelationToken(ctx, comfytest.WorkflowTxt2Img, token, nil)
+	lookup, err := c.Workflows.FindRunByCorrelationToken(ctx, comfytest.WorkflowTxt2Img, token, nil)
 	require.NoError(t, err)
-	require.True(t, ok)
+	require.True(t, lookup.Found())
+	run := lookup.Run
 	assert.Equal(t, comfytest.DeploymentTxt2Img, run.DeploymentID)
 	assert.Equal(t, token, comfy.CorrelationToken(run))
 	assert.Empty(t, run.Outputs, "outputs are skipped by default")
+	assert.Equal(t, 1, lookup.Pages)
 
-	_, ok, err = c.Workflows.FindRunByCorrelationToken(ctx, comfytest.WorkflowTxt2Img, "no-such-token", nil)
+	lookup, err = c.Workflows.FindRunByCorrelationToken(ctx, comfytest.WorkflowTxt2Img, "no-such-token", nil)
 	require.NoError(t, err)
-	assert.False(t, ok)
+	assert.False(t, lookup.Found())
 }
 
 func TestSimDeployments(t *testing.T) {

@@ -450,36 +450,82 @@ func (s *WorkflowsService) ListRunsV2(ctx context.Context, workflowID string, op
 	return getList[Run](ctx, s.client, "/v2/workflow/"+p+"/runs", q)
 }
 
+// FindRunOptions bound a [WorkflowsService.FindRunByCorrelationToken]
+// lookup. A busy workflow creates hundreds of runs a minute, so a fixed
+// number of newest runs is not enough to find a submission: bound the
+// lookup by time (Since) and by pages (MaxPages) instead.
+type FindRunOptions struct {
+	// PageSize is the number of runs per page (default 100).
+	PageSize int
+	// MaxPages bounds the pages read (default 1).
+	MaxPages int
+	// Since ends the lookup after the first page that reaches back before
+	// it (runs are listed newest first); zero leaves only MaxPages. Allow
+	// for clock skew: pass a little before the submission began.
+	Since time.Time
+	// WithOutputs asks for the runs' outputs too (they are skipped by
+	// default; the lookup only needs inputs).
+	WithOutputs bool
+}
+
+// RunLookup is the outcome of a correlation token lookup and its cost.
+type RunLookup struct {
+	// Run is the run that carries the token, nil if none was found within
+	// the bounds.
+	Run *Run
+	// Pages is how many pages of GET /workflow/{id}/runs were read, and
+	// Runs how many runs they held.
+	Pages int
+	Runs  int
+}
+
+// Found reports whether a run carries the token.
+func (l RunLookup) Found() bool { return l.Run != nil }
+
 // FindRunByCorrelationToken looks for the run whose [CorrelationToken]
-// equals token among the workflow's most recent runs. This is how to find
-// out whether a timed-out or failed queue request created a run before
-// sending it again. Limit defaults to 20. Inputs are always requested and
-// outputs are skipped unless opts asks for them. It returns ok == false if
-// no run matches.
-func (s *WorkflowsService) FindRunByCorrelationToken(ctx context.Context, workflowID, token string, opts *WorkflowRunsOptions) (run *Run, ok bool, err error) {
+// equals token among the workflow's runs, newest first, page by page
+// within the bounds of opts (nil: the newest 100 runs). This is how to
+// find out whether a timed-out or failed queue request created a run
+// before sending it again. The lookup is returned with its page count also
+// when it fails part way.
+func (s *WorkflowsService) FindRunByCorrelationToken(ctx context.Context, workflowID, token string, opts *FindRunOptions) (RunLookup, error) {
+	var lookup RunLookup
 	if token == "" {
-		return nil, false, fmt.Errorf("%w: empty correlation token", ErrInvalidArgument)
+		return lookup, fmt.Errorf("%w: empty correlation token", ErrInvalidArgument)
 	}
-	o := WorkflowRunsOptions{Limit: 20}
+	var o FindRunOptions
 	if opts != nil {
 		o = *opts
-		if o.Limit == 0 {
-			o.Limit = 20
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 100
+	}
+	if o.MaxPages <= 0 {
+		o.MaxPages = 1
+	}
+	withInputs, withOutputs := true, o.WithOutputs
+	for page := range o.MaxPages {
+		runs, err := s.ListRuns(ctx, workflowID, &WorkflowRunsOptions{
+			Limit: o.PageSize, Offset: page * o.PageSize, WithInputs: &withInputs, WithOutputs: &withOutputs,
+		})
+		if err != nil {
+			return lookup, err
+		}
+		lookup.Pages++
+		lookup.Runs += len(runs)
+		for i := range runs {
+			if CorrelationToken(&runs[i]) == token {
+				lookup.Run = &runs[i]
+				return lookup, nil
+			}
+		}
+		if len(runs) < o.PageSize {
+			return lookup, nil // the workflow has no older runs
+		}
+		oldest := runs[len(runs)-1].CreatedAt.Time
+		if !o.Since.IsZero() && !oldest.IsZero() && oldest.Before(o.Since) {
+			return lookup, nil // older runs were created before the submission
 		}
 	}
-	yes, no := true, false
-	o.WithInputs = &yes
-	if o.WithOutputs == nil {
-		o.WithOutputs = &no
-	}
-	runs, err := s.ListRuns(ctx, workflowID, &o)
-	if err != nil {
-		return nil, false, err
-	}
-	for i := range runs {
-		if CorrelationToken(&runs[i]) == token {
-			return &runs[i], true, nil
-		}
-	}
-	return nil, false, nil
+	return lookup, nil
 }

@@ -37,7 +37,7 @@ func TestBatchUnderFaultsAccountsForEveryItemWithoutDuplicates(t *testing.T) {
 			ErrorRate:           map[string]float64{"GET /api/run/{run_id}": 0.05, "POST /api/run/deployment/queue": 0.05},
 		},
 	})
-	source := filepath.Join(t.TempDir(), "items.jsonl")
+	source := filepath.Join(e.sourceDir, "items.jsonl")
 	f, err := os.Create(source)
 	require.NoError(t, err)
 	enc := json.NewEncoder(f)

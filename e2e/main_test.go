@@ -25,6 +25,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/comfy"
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
 	"github.com/durable-comfy/durable-comfy/devserver"
+	"github.com/durable-comfy/durable-comfy/egress"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 	"github.com/durable-comfy/durable-comfy/wakeup"
 	"github.com/durable-comfy/durable-comfy/workflows"
@@ -82,6 +83,8 @@ type env struct {
 	client    client.Client
 	taskQueue string
 	outDir    string
+	// sourceDir is the worker's one source directory (COMFY_SOURCE_DIRS).
+	sourceDir string
 	// storeURL, when set, is the worker's COMFY_OUTPUT_URL (withStoreURL);
 	// otherwise the store is the directory outDir.
 	storeURL string
@@ -152,6 +155,7 @@ func newEnv(t *testing.T, opts comfytest.Options, options ...envOption) *env {
 		client:    devServer.Client(),
 		taskQueue: "e2e-" + t.Name(),
 		outDir:    t.TempDir(),
+		sourceDir: t.TempDir(),
 	}
 	for _, o := range options {
 		o(e)
@@ -178,10 +182,23 @@ func (e *env) startWorker() {
 		e.t.Fatal(err)
 	}
 	e.store = store
-	w := worker.New(e.client, e.taskQueue, worker.Options{})
+	sourceDirs, err := activities.OpenSourceDirs([]string{e.sourceDir})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { sourceDirs.Close() })
+	// As the worker does: outputs from public addresses and the API host.
+	var outputHosts egress.Allowlist
+	if err := outputHosts.AddURLHost(e.sim.URL()); err != nil {
+		e.t.Fatal(err)
+	}
+	w := worker.New(e.client, e.taskQueue, worker.Options{DeadlockDetectionTimeout: deadlockDetectionTimeout})
 	workflows.Register(w)
 	acts := &activities.Activities{
-		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: e.client, Temporal: e.client,
+		Comfy: cc, Store: store, Signaler: e.client, Temporal: e.client,
+		Downloader:   egress.NewClient(egress.Policy{Allow: outputHosts}),
+		SourceDirs:   sourceDirs,
+		SourceClient: egress.NewClient(egress.Policy{}),
 		PollInterval: 100 * time.Millisecond, CancelWait: 30 * time.Second,
 	}
 	if e.hub != nil {
@@ -233,6 +250,16 @@ func freePort() int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// deadlockDetectionTimeout replaces the SDK's 1 s for the e2e workers.
+// Under -race on a loaded 2-core machine a batch's root coroutine can run
+// past 1 s while it starts a window of children; the SDK then fails the
+// workflow task (TMPRL1101) but leaves the coroutine running, and that
+// coroutine's workflow.Go races with the dispatcher on its coroutine list
+// (temporalio/sdk-go#1240): "race detected" in the SDK, with our
+// workflow.Go on the write side. A real deadlock still fails the task,
+// later. The worker binary keeps the SDK default.
+const deadlockDetectionTimeout = 10 * time.Second
 
 // quietLogger keeps the SDK's routine logs out of test output;
 // DC_E2E_LOG=1 prints its warnings and errors when debugging a test.

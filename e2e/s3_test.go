@@ -150,9 +150,10 @@ func (s *s3Server) verifyOutputs(manifestURL string) int {
 	return len(m.Outputs)
 }
 
-func writeItems(t *testing.T, n int) string {
+// writeItems writes n items into the worker's source directory.
+func writeItems(t *testing.T, e *env, n int) string {
 	t.Helper()
-	source := filepath.Join(t.TempDir(), "items.jsonl")
+	source := filepath.Join(e.sourceDir, "items.jsonl")
 	var buf bytes.Buffer
 	for i := range n {
 		fmt.Fprintf(&buf, `{"prompt": "item %d", "seed": %d}`+"\n", i, i)
@@ -214,7 +215,7 @@ func TestS3StoreHoldsEveryOutputOfABatchAndAPipeline(t *testing.T) {
 	assert.Equal(t, "s3://outputs/team-a/outputs", e.store.URL())
 
 	const items = 12
-	run := startBatch(t, e, "e2e-s3-batch", writeItems(t, items), 6)
+	run := startBatch(t, e, "e2e-s3-batch", writeItems(t, e, items), 6)
 	var res workflows.ComfyBatchResult
 	require.NoError(t, run.Get(context.Background(), &res))
 	assert.Equal(t, "s3://outputs/team-a/outputs/e2e-s3-batch/results.jsonl", res.ResultsPath)
@@ -243,7 +244,7 @@ func TestS3OutageMidBatchLosesNothing(t *testing.T) {
 		withStoreURL(s.storeURL("outage")))
 
 	const items = 60
-	run := startBatch(t, e, "e2e-s3-outage", writeItems(t, items), 4)
+	run := startBatch(t, e, "e2e-s3-outage", writeItems(t, e, items), 4)
 	// Wait until some items are stored, so the outage hits a batch mid-way.
 	require.Eventually(t, func() bool { return e.sim.Counters().RunsCreated >= 10 }, time.Minute, 50*time.Millisecond)
 	s.stop()

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/durable-comfy/durable-comfy/comfy"
@@ -16,6 +18,10 @@ import (
 // missing ones, so a typo silently produces the wrong image; here it is an
 // error that names the fix. Keys starting with "__" are reserved for
 // correlation tokens and pass unchecked.
+//
+// Problems name the input and what it must be, never the value it was
+// given (which may have come from a file the user did not mean to share); a
+// name the deployment does not declare is shown as a short escaped prefix.
 func CheckInputs(types []comfy.InputType, inputs map[string]any) error {
 	byID := make(map[string]comfy.InputType, len(types))
 	for _, t := range types {
@@ -34,7 +40,7 @@ func CheckInputs(types []comfy.InputType, inputs map[string]any) error {
 		}
 		t, ok := byID[name]
 		if !ok {
-			problems = append(problems, unknownInput(name, types))
+			problems = append(problems, UnknownInput(name, declaredNames(types)))
 			continue
 		}
 		if p := checkValue(t, inputs[name]); p != "" {
@@ -66,34 +72,49 @@ func checkValue(t comfy.InputType, v any) string {
 	case comfy.InputInteger, comfy.InputFloat:
 		n, ok := number(v)
 		if !ok {
-			return fmt.Sprintf("input %q must be a number (%s), got %s", t.InputID, describe(t), show(v))
+			return fmt.Sprintf("input %q must be a number (%s), got %s", t.InputID, describe(t), kindOf(v))
 		}
 		if t.Type == comfy.InputInteger && n != math.Trunc(n) {
-			return fmt.Sprintf("input %q must be a whole number, got %v", t.InputID, n)
+			return fmt.Sprintf("input %q must be a whole number, got a fraction", t.InputID)
 		}
 		if t.MinValue != nil && n < *t.MinValue {
-			return fmt.Sprintf("input %q is %v, below the minimum %v", t.InputID, n, *t.MinValue)
+			return fmt.Sprintf("input %q is below the minimum %v", t.InputID, *t.MinValue)
 		}
 		if t.MaxValue != nil && n > *t.MaxValue {
-			return fmt.Sprintf("input %q is %v, above the maximum %v", t.InputID, n, *t.MaxValue)
+			return fmt.Sprintf("input %q is above the maximum %v", t.InputID, *t.MaxValue)
 		}
 	case comfy.InputBoolean:
 		if _, ok := v.(bool); !ok {
-			return fmt.Sprintf("input %q must be true or false, got %s", t.InputID, show(v))
+			return fmt.Sprintf("input %q must be true or false, got %s", t.InputID, kindOf(v))
 		}
 	default: // string and binary
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Sprintf("input %q must be a string (%s), got %s", t.InputID, describe(t), show(v))
+			return fmt.Sprintf("input %q must be a string (%s), got %s", t.InputID, describe(t), kindOf(v))
 		}
 		if len(t.EnumOptions) > 0 && !contains(t.EnumOptions, s) {
-			return fmt.Sprintf("input %q is %q, which is not one of %s", t.InputID, s, strings.Join(quoteAll(t.EnumOptions), ", "))
+			return fmt.Sprintf("input %q is not one of %s", t.InputID, strings.Join(quoteAll(t.EnumOptions), ", "))
 		}
 		if isMedia(t) && !isMediaRef(s) {
-			return fmt.Sprintf("input %q must be an http(s) URL or a data: URI of the file, got %q", t.InputID, truncate(s, 60))
+			return fmt.Sprintf("input %q must be an http(s) URL or a data: URI of the file, got %s", t.InputID, mediaKind(s))
 		}
 	}
 	return ""
+}
+
+// mediaKind says what a refused media reference looks like without
+// quoting it.
+func mediaKind(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case strings.HasPrefix(s, "data:"):
+		return "a data: URI that is not base64"
+	case err == nil && u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("a %s: URL", QuotePrefix(u.Scheme))
+	case err == nil && u.Scheme != "" && u.Host == "":
+		return "a URL without a host"
+	}
+	return "a string that is not a URL (a local path?)"
 }
 
 // isMedia reports whether the input takes a file (image, video, audio…) by
@@ -156,21 +177,45 @@ func describe(t comfy.InputType) string {
 	return b.String()
 }
 
-func unknownInput(name string, types []comfy.InputType) string {
-	known := make([]string, 0, len(types))
+func declaredNames(types []comfy.InputType) []string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = t.InputID
+	}
+	return names
+}
+
+// UnknownInput is the problem for an input the deployment does not declare.
+// The name is shown as a short escaped prefix: it may be the first line of
+// a file that was never meant as a batch source.
+func UnknownInput(name string, declared []string) string {
+	known := slices.Clone(declared)
 	best, bestDist := "", 3
-	for _, t := range types {
-		known = append(known, t.InputID)
-		if d := editDistance(strings.ToLower(name), strings.ToLower(t.InputID)); d < bestDist {
-			best, bestDist = t.InputID, d
+	for _, id := range known {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(id)); d < bestDist {
+			best, bestDist = id, d
 		}
 	}
 	sort.Strings(known)
-	msg := fmt.Sprintf("input %q is not declared by the deployment (ComfyDeploy would silently ignore it)", name)
+	msg := fmt.Sprintf("input %s is not declared by the deployment (ComfyDeploy would silently ignore it)", QuotePrefix(name))
 	if best != "" {
 		msg += fmt.Sprintf("; did you mean %q?", best)
 	}
 	return msg + "; declared inputs: " + strings.Join(known, ", ")
+}
+
+// prefixRunes is how much of an untrusted string an error shows.
+const prefixRunes = 12
+
+// QuotePrefix quotes at most the first 12 characters of s, escaped, with
+// "…" when there is more: enough to recognise a typo, too little to carry
+// a secret out in an error message.
+func QuotePrefix(s string) string {
+	r := []rune(s)
+	if len(r) <= prefixRunes {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(string(r[:prefixRunes])) + "…"
 }
 
 // editDistance is the Levenshtein distance, used only for "did you mean".
@@ -194,21 +239,24 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-func show(v any) string {
-	switch v := v.(type) {
+// kindOf names the JSON type of v, not its value.
+func kindOf(v any) string {
+	switch v.(type) {
 	case nil:
 		return "null"
 	case string:
-		return fmt.Sprintf("string %q", truncate(v, 40))
+		return "a string"
 	case bool:
-		return fmt.Sprintf("boolean %v", v)
+		return "a boolean"
 	case map[string]any:
 		return "an object"
 	case []any:
 		return "a list"
-	default:
-		return fmt.Sprintf("%v", v)
 	}
+	if _, ok := number(v); ok {
+		return "a number"
+	}
+	return "an unsupported value"
 }
 
 func contains(list []string, s string) bool {
@@ -226,11 +274,4 @@ func quoteAll(list []string) []string {
 		out[i] = fmt.Sprintf("%q", s)
 	}
 	return out
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -77,22 +77,23 @@ func TestCheckInputsRejects(t *testing.T) {
 		{"typo suggests", with("stesp", 30), []string{`"stesp" is not declared`, `did you mean "steps"?`, "declared inputs: cfg, hires, image, lora, mask, negative_prompt, prompt, size, steps, style"}, nil},
 		{"case-insensitive suggestion", with("Prompt2", "x"), []string{`did you mean "prompt"?`}, nil},
 		{"no suggestion when far", with("zzzzzzzz", 1), []string{`"zzzzzzzz" is not declared`}, []string{"did you mean"}},
-		{"string for integer", with("steps", "many"), []string{`"steps" must be a number`, `got string "many"`, "integer in [1, 100]"}, nil},
-		{"fraction for integer", with("steps", 2.5), []string{`"steps" must be a whole number, got 2.5`}, nil},
-		{"bool for float", with("cfg", true), []string{`"cfg" must be a number`, "boolean true"}, nil},
-		{"below minimum", with("steps", 0), []string{`"steps" is 0, below the minimum 1`}, nil},
-		{"above maximum", with("cfg", 20.5), []string{`"cfg" is 20.5, above the maximum 20`}, nil},
-		{"enum outside options", with("size", "999x999"), []string{`"size" is "999x999", which is not one of "512x512", "768x768"`}, nil},
+		{"string for integer", with("steps", "many"), []string{`"steps" must be a number`, `got a string`, "integer in [1, 100]"}, []string{"many"}},
+		{"fraction for integer", with("steps", 2.5), []string{`"steps" must be a whole number, got a fraction`}, []string{"2.5"}},
+		{"bool for float", with("cfg", true), []string{`"cfg" must be a number`, "got a boolean"}, []string{"true"}},
+		{"below minimum", with("steps", 0), []string{`"steps" is below the minimum 1`}, []string{"0"}},
+		{"above maximum", with("cfg", 20.5), []string{`"cfg" is above the maximum 20`}, []string{"20.5"}},
+		{"enum outside options", with("size", "999x999"), []string{`"size" is not one of "512x512", "768x768"`}, []string{"999"}},
 		{"number for string", with("negative_prompt", 3), []string{`"negative_prompt" must be a string`}, nil},
 		{"object for string", with("negative_prompt", map[string]any{}), []string{"got an object"}, nil},
-		{"string for boolean", with("hires", "yes"), []string{`"hires" must be true or false, got string "yes"`}, nil},
+		{"string for boolean", with("hires", "yes"), []string{`"hires" must be true or false, got a string`}, []string{"yes"}},
 		{"null for boolean", map[string]any{"prompt": "a", "lora": "b", "hires": nil}, []string{`"hires" must be true or false, got null`}, nil},
-		{"image not a URL", with("image", "cat.png"), []string{`"image" must be an http(s) URL or a data: URI`, `got "cat.png"`}, nil},
-		{"image ftp", with("image", "ftp://example.com/a.png"), []string{`"image" must be an http(s) URL`}, nil},
+		{"image not a URL", with("image", "cat.png"), []string{`"image" must be an http(s) URL or a data: URI`, `got a string that is not a URL`}, []string{"cat"}},
+		{"image ftp", with("image", "ftp://example.com/a.png"), []string{`"image" must be an http(s) URL`, `got a "ftp": URL`}, []string{"example.com"}},
 		{"image no host", with("image", "https:///a.png"), []string{`"image" must be an http(s) URL`}, nil},
 		{"data URI not base64", with("image", "data:image/png,rawbytes"), []string{`"image" must be an http(s) URL or a data: URI`}, nil},
 		{"binary not a URL", with("mask", "/tmp/mask.png"), []string{`"mask" must be an http(s) URL`}, nil},
-		{"long value truncated", with("image", strings.Repeat("a", 100)), []string{strings.Repeat("a", 60) + "…"}, []string{strings.Repeat("a", 61)}},
+		{"long unknown name shown as a prefix", with("sk_live_0123456789abcdef", 1), []string{`input "sk_live_0123"… is not declared`}, []string{"456789abcdef"}},
+		{"unknown name escaped", with("a\nb\x00", 1), []string{`input "a\nb\x00" is not declared`}, nil},
 		{"missing required without default", with("prompt", deleted), []string{`input "prompt" is required (string); add it to inputs`}, nil},
 		{"missing explicitly required", with("lora", deleted), []string{`input "lora" is required`}, nil},
 	}
@@ -154,7 +155,7 @@ func TestCheckInputsListsEveryProblemInOrder(t *testing.T) {
 	if !errors.As(err, &rej) {
 		t.Fatalf("err = %v", err)
 	}
-	want := []string{`"alpha" is not declared`, `"size" is "huge"`, `"steps" is 500`, `"zeta" is not declared`, `"prompt" is required`, `"lora" is required`}
+	want := []string{`"alpha" is not declared`, `"size" is not one of`, `"steps" is above the maximum`, `"zeta" is not declared`, `"prompt" is required`, `"lora" is required`}
 	if len(rej.Problems) != len(want) {
 		t.Fatalf("problems = %q", rej.Problems)
 	}

@@ -154,7 +154,12 @@ func newBatchEnv(t *testing.T, store *outputstore.Bucket, limits map[string]int,
 		require.NoError(t, err)
 	}
 	b.store = store
-	b.env.RegisterActivity(&activities.Activities{Store: store})
+	// Path sources are read below the test's temporary directories and
+	// the repository's examples.
+	dirs, err := activities.OpenSourceDirs([]string{os.TempDir(), filepath.Join("..", "examples")})
+	require.NoError(t, err)
+	t.Cleanup(func() { dirs.Close() })
+	b.env.RegisterActivity(&activities.Activities{Store: store, SourceDirs: dirs})
 	b.env.RegisterWorkflowWithOptions(ComfyBatch, workflow.RegisterOptions{Name: ComfyBatchWorkflow})
 	b.env.RegisterWorkflowWithOptions(b.runs.run, workflow.RegisterOptions{Name: ComfyRunWorkflow})
 	b.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: batchID})
@@ -511,7 +516,7 @@ func TestBatchBadItemsFailAloneWithoutARun(t *testing.T) {
 	require.Equal(t, []string{batchID + "/0@" + poolA}, b.runs.startedIDs(), "bad items cost no run")
 	lines := readResults(t, res.ResultsPath)
 	require.Equal(t, "768x768", lines[0].Inputs["size"], "defaults merge into the item's inputs")
-	for n, want := range map[int]string{1: `"prompt" must be a string`, 2: "999x999", 3: `"colour"`, 4: "is an object", 5: `"prompt" is required`} {
+	for n, want := range map[int]string{1: `"prompt" must be a string`, 2: `"size" is not one of`, 3: `"colour"`, 4: "is an object", 5: `"prompt" is required`} {
 		require.Equal(t, activities.ItemFailed, lines[n].Status)
 		require.Equal(t, preflight.KindInvalidInput, lines[n].ErrorType)
 		require.Contains(t, lines[n].Error, want)
@@ -655,7 +660,8 @@ func TestBatchExampleIsValid(t *testing.T) {
 
 	b := newBatchEnv(t, nil, nil)
 	b.runs.decide = func(ComfyRunInput, int) outcome { return outcome{took: time.Minute, gpuSecs: 10} }
-	in.Source.Path = filepath.Join("..", in.Source.Path)
+	in.Source.Path, err = filepath.Abs(filepath.Join("..", in.Source.Path))
+	require.NoError(t, err)
 	in.Budget = Budget{MaxGPUSeconds: in.Budget.MaxGPUSeconds}
 	b.env.ExecuteWorkflow(ComfyBatchWorkflow, in)
 
@@ -740,4 +746,34 @@ func TestBatchHoldsItemsWhileNoDeploymentIsReadyAndResumes(t *testing.T) {
 	for _, line := range readResults(t, res.ResultsPath) {
 		require.NotContains(t, line.Error, "no deployment of the pool is ready")
 	}
+}
+
+func TestBatchSourceColumnsOutsideThePoolStopTheBatchUnread(t *testing.T) {
+	b := newBatchEnv(t, nil, nil)
+	const secret = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+	src := filepath.Join(t.TempDir(), "items.csv")
+	require.NoError(t, os.WriteFile(src, []byte("prompt,"+secret+"\nitem 0,x\n"), 0o644))
+
+	b.env.ExecuteWorkflow(ComfyBatchWorkflow, ComfyBatchInput{Deployments: []string{poolA}, Source: &activities.BatchSource{Path: src}})
+
+	res := b.result()
+	require.Equal(t, StoppedBySource, res.StoppedBy)
+	require.Contains(t, res.Error, `column 2: input "ghp_16C7e42F"… is not declared`)
+	require.NotContains(t, res.Error, secret)
+	require.Empty(t, b.runs.startedIDs(), "no item started")
+}
+
+func TestDeclaredInputsIsTheUnionOfCheckedDeployments(t *testing.T) {
+	pre := func(ids ...string) *activities.PreflightResult {
+		p := &activities.PreflightResult{}
+		for _, id := range ids {
+			p.InputTypes = append(p.InputTypes, comfy.InputType{InputID: id})
+		}
+		return p
+	}
+	names, checked := declaredInputs([]PoolMember{{Preflight: pre("seed", "prompt")}, {Preflight: nil}, {Preflight: pre("prompt", "lora")}})
+	require.True(t, checked)
+	require.Equal(t, []string{"lora", "prompt", "seed"}, names)
+	_, checked = declaredInputs([]PoolMember{{}})
+	require.False(t, checked, "no checked deployment: nothing to keep to")
 }

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"github.com/durable-comfy/durable-comfy/activities"
@@ -266,4 +267,26 @@ type BatchProgress struct {
 	ETA       string `json:"eta,omitempty"`
 	StoppedBy string `json:"stopped_by,omitempty"`
 	Phase     string `json:"phase"`
+}
+
+// declaredInputs is the union of the input names the checked deployments
+// of the pool declare, sorted, and whether any deployment was checked (only
+// then does the list say anything).
+func declaredInputs(pool []PoolMember) ([]string, bool) {
+	seen := map[string]bool{}
+	names, checked := []string{}, false
+	for _, m := range pool {
+		if m.Preflight == nil {
+			continue
+		}
+		checked = true
+		for _, t := range m.Preflight.InputTypes {
+			if !seen[t.InputID] {
+				seen[t.InputID] = true
+				names = append(names, t.InputID)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names, checked
 }

@@ -8,6 +8,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
+// detailsEvery limits how often ended items refresh the UI details.
+const detailsEvery = 10
+
 // progress answers the progress query.
 func (b *batch) progress(ctx workflow.Context) BatchProgress {
 	st := b.st
@@ -17,12 +20,12 @@ func (b *batch) progress(ctx workflow.Context) BatchProgress {
 		GPUSeconds: st.GPUSecs, EstimatedCostUSD: st.CostUSD, StoppedBy: st.StoppedBy, Phase: b.phase,
 	}
 	if st.Total > 0 {
-		p.Pending = max(st.Total-b.ended()-p.Running, 0)
+		p.Pending = max(st.Total-b.ledger.ended()-p.Running, 0)
 	} else {
-		p.Pending = len(b.page) + len(st.Requeued)
+		p.Pending = b.pager.left() + len(st.Requeued)
 	}
 	elapsed := workflow.Now(ctx).Sub(st.StartedAt)
-	if ended := b.ended(); ended > 0 && elapsed > 0 {
+	if ended := b.ledger.ended(); ended > 0 && elapsed > 0 {
 		p.RatePerMinute = float64(ended) / elapsed.Minutes()
 		if st.Total > 0 && st.StoppedBy == "" {
 			left := float64(p.Pending+p.Running) / p.RatePerMinute

@@ -152,11 +152,7 @@ func (r *comfyRun) preflight(ctx workflow.Context) (*activities.PreflightResult,
 	if r.in.Preflight != nil && r.in.Preflight.DeploymentID == r.in.DeploymentID {
 		return r.in.Preflight, nil
 	}
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		Summary:             "Preflight deployment " + r.in.DeploymentID,
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10},
-	})
+	ctx = workflow.WithActivityOptions(ctx, preflightOptions("Preflight deployment "+r.in.DeploymentID, preflightAttempts))
 	var pre activities.PreflightResult
 	err := workflow.ExecuteActivity(ctx, a.Preflight, activities.PreflightRequest{
 		DeploymentID: r.in.DeploymentID, Inputs: r.in.Inputs,

@@ -268,9 +268,14 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	if err != nil {
 		return 0, 0, err
 	}
+	sourceDirs, err := activities.OpenSourceDirs([]string{work})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sourceDirs.Close()
 	acts := &activities.Activities{
 		Comfy: cc, Store: store, Downloader: http.DefaultClient, Signaler: tc, Temporal: tc,
-		PollInterval: cfg.pollInterval,
+		SourceDirs: sourceDirs, PollInterval: cfg.pollInterval,
 	}
 	if webhooks {
 		hooks := httptest.NewUnstartedServer(nil)

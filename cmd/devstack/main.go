@@ -30,7 +30,7 @@ import (
 
 type options struct {
 	temporal, worker, simulator, starter string
-	dataDir, outDir                      string
+	dataDir, outDir, sourceDir           string
 	temporalPort, uiPort, httpPort       int
 	simAddr, simKey                      string
 	webhookAddr                          string
@@ -46,6 +46,7 @@ func main() {
 	flag.StringVar(&o.starter, "starter", "bin/starter", "path of the starter binary (for -demo)")
 	flag.StringVar(&o.dataDir, "data", ".data", "folder for the dev server's SQLite database (kept across restarts)")
 	flag.StringVar(&o.outDir, "out", "out", "output store directory of the worker")
+	flag.StringVar(&o.sourceDir, "sources", "examples", "directory the worker reads batch sources from (its COMFY_SOURCE_DIRS)")
 	flag.IntVar(&o.temporalPort, "temporal-port", 7233, "Temporal frontend gRPC port")
 	flag.IntVar(&o.uiPort, "ui-port", 8233, "Temporal Web UI port")
 	flag.IntVar(&o.httpPort, "http-port", 7243, "Temporal HTTP API port")
@@ -117,6 +118,9 @@ func run(ctx context.Context, o options) (int, error) {
 		"COMFY_OUTPUT_DIR=" + o.outDir,
 		"COMFY_OUTPUT_URL=", // the dev stack's store is out/, whatever the shell says
 		"COMFY_POLL_INTERVAL=1s",
+		// The demo's batch reads examples/product-catalog.csv; batch
+		// sources elsewhere are refused, as in production (docs/security.md).
+		"COMFY_SOURCE_DIRS=" + o.sourceDir,
 	}
 	if o.webhookAddr != "" {
 		// A fresh secret per start: webhooks of runs signed before a restart

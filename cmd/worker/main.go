@@ -33,6 +33,7 @@ import (
 
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/comfy"
+	"github.com/durable-comfy/durable-comfy/egress"
 	"github.com/durable-comfy/durable-comfy/internal/logging"
 	"github.com/durable-comfy/durable-comfy/outputstore"
 	"github.com/durable-comfy/durable-comfy/wakeup"
@@ -55,6 +56,10 @@ type config struct {
 	WebhookURL    string `envconfig:"WEBHOOK_URL" desc:"public URL at which ComfyDeploy reaches this worker's webhook endpoint; when set, a run's end is noticed when ComfyDeploy calls back rather than at the next poll (polling stays the fallback)"`
 	WebhookListen string `envconfig:"WEBHOOK_LISTEN" default:":8089" desc:"address the webhook endpoint listens on, serving the path of COMFY_WEBHOOK_URL"`
 	WebhookSecret string `envconfig:"WEBHOOK_SECRET" desc:"HMAC secret that signs webhook URLs; required with COMFY_WEBHOOK_URL, at least 16 characters, the same on every worker"`
+
+	SourceDirs     []string `envconfig:"SOURCE_DIRS" desc:"comma-separated directories below which batch sources given as a path are read; unset, path sources are refused"`
+	SourceURLAllow string   `envconfig:"SOURCE_URL_ALLOW" desc:"comma-separated hosts (data.example.com, *.example.com, 10.0.0.5:8080) from which batch source URLs may be fetched even on loopback or private addresses; other URLs must be public"`
+	OutputURLAllow string   `envconfig:"OUTPUT_URL_ALLOW" desc:"comma-separated extra hosts from which run outputs may be downloaded even on private addresses (the host of COMFY_API_URL is always allowed)"`
 
 	OutputURL      string `envconfig:"OUTPUT_URL" desc:"output store URL: file:///abs/dir, s3://bucket/prefix?region=…[&endpoint=…&use_path_style=true], gs://bucket/prefix, azblob://container/prefix; credentials come from the storage SDK's standard environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT, …), never from the URL; default: the local directory COMFY_OUTPUT_DIR"`
 	OutputDir      string `envconfig:"OUTPUT_DIR" desc:"local directory of the output store, shorthand for COMFY_OUTPUT_URL=file:///abs/dir (default out)"`
@@ -164,6 +169,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("configuration: COMFY_API_URL: %w", err)
 	}
+	sourceDirs, err := activities.OpenSourceDirs(cfg.SourceDirs)
+	if err != nil {
+		return fmt.Errorf("configuration: COMFY_SOURCE_DIRS: %w", err)
+	}
+	defer sourceDirs.Close()
+	sourceClient, downloader, err := cfg.egressClients()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     cfg.MaxConcurrentActivities,
@@ -173,7 +187,9 @@ func run() error {
 	acts := &activities.Activities{
 		Comfy:            comfyClient,
 		Store:            store,
-		Downloader:       &http.Client{Timeout: 10 * time.Minute},
+		Downloader:       downloader,
+		SourceDirs:       sourceDirs,
+		SourceClient:     sourceClient,
 		Signaler:         tc,
 		Temporal:         tc,
 		Namespace:        namespace(opts),
@@ -196,12 +212,35 @@ func run() error {
 
 	zl.Info("Worker starting",
 		zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", hostPort(opts)),
-		zap.String("namespace", namespace(opts)), zap.String("comfy_api", cfg.APIURL), zap.String("output_store", store.URL()))
+		zap.String("namespace", namespace(opts)), zap.String("comfy_api", cfg.APIURL), zap.String("output_store", store.URL()),
+		zap.Strings("source_dirs", sourceDirs.Dirs()))
 	if err := w.Run(interruptOn(ctx)); err != nil {
 		return fmt.Errorf("worker stopped: %w", err)
 	}
 	zl.Info("Worker stopped")
 	return nil
+}
+
+// egressClients builds the clients for URLs chosen by others: batch
+// sources (chosen by whoever starts a batch) and outputs (chosen by the
+// provider). Both reach public addresses only, plus the allowed hosts; the
+// provider's own API host is allowed for outputs, which is where the
+// simulator and self-hosted ComfyDeploy serve them.
+func (c *config) egressClients() (source, outputs *http.Client, err error) {
+	sourceAllow, err := egress.ParseAllow(c.SourceURLAllow)
+	if err != nil {
+		return nil, nil, fmt.Errorf("COMFY_SOURCE_URL_ALLOW: %w", err)
+	}
+	outputAllow, err := egress.ParseAllow(c.OutputURLAllow)
+	if err != nil {
+		return nil, nil, fmt.Errorf("COMFY_OUTPUT_URL_ALLOW: %w", err)
+	}
+	if err := outputAllow.AddURLHost(c.APIURL); err != nil {
+		return nil, nil, fmt.Errorf("COMFY_API_URL: %w", err)
+	}
+	source = egress.NewClient(egress.Policy{Allow: sourceAllow, Timeout: 5 * time.Minute})
+	outputs = egress.NewClient(egress.Policy{Allow: outputAllow, Timeout: 10 * time.Minute})
+	return source, outputs, nil
 }
 
 // serveWebhooks serves hub at the path of publicURL on addr until the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+
+	"github.com/durable-comfy/durable-comfy/egress"
 )
 
 // loadConfig reads the configuration from env alone: COMFY_* variables of
@@ -114,4 +117,33 @@ func TestOpenStoreNamesTheVariableAndHidesSecrets(t *testing.T) {
 	_, which, err = openStore(context.Background(), cfg)
 	assert.Equal(t, "COMFY_OUTPUT_URL", which)
 	assert.ErrorContains(t, err, "unsupported scheme")
+}
+
+func TestSourcesAndDownloadsAreConfinedByDefault(t *testing.T) {
+	cfg := loadConfig(t, map[string]string{"COMFY_API_KEY": "k"})
+	assert.Empty(t, cfg.SourceDirs, "no path sources unless a directory is configured")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("x")) }))
+	defer srv.Close()
+
+	source, outputs, err := cfg.egressClients()
+	require.NoError(t, err)
+	_, err = source.Get(srv.URL)
+	assert.True(t, egress.IsRefused(err), "a loopback source is refused: %v", err)
+	_, err = outputs.Get(srv.URL)
+	assert.True(t, egress.IsRefused(err), "and so is a loopback output not on the API host: %v", err)
+
+	// The API host (here the test server, as the simulator in `make dev`)
+	// is allowed for outputs; COMFY_SOURCE_URL_ALLOW allows a source host.
+	cfg = loadConfig(t, map[string]string{"COMFY_API_KEY": "k", "COMFY_API_URL": srv.URL + "/api", "COMFY_SOURCE_URL_ALLOW": strings.TrimPrefix(srv.URL, "http://")})
+	source, outputs, err = cfg.egressClients()
+	require.NoError(t, err)
+	for _, c := range []*http.Client{source, outputs} {
+		resp, err := c.Get(srv.URL + "/file")
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+
+	cfg = loadConfig(t, map[string]string{"COMFY_API_KEY": "k", "COMFY_SOURCE_URL_ALLOW": "https://data.example.com/"})
+	_, _, err = cfg.egressClients()
+	assert.ErrorContains(t, err, "COMFY_SOURCE_URL_ALLOW")
 }
