@@ -1,6 +1,7 @@
 # durable-comfy: every target works on a fresh clone that has only Go and the
 # Go module proxy. The Temporal dev server (CLI v1.5.1, with the embedded Web
-# UI) is pinned in tools/temporal/go.mod and built into bin/ on first use.
+# UI) is pinned in tools/temporal/go.mod and built into bin/ on first use; so
+# is the S3-compatible server the e2e tests use (versitygw, tools/versitygw).
 # The production-shaped cluster (`make cluster`) pins the Temporal server in
 # tools/temporal-server and the Web UI in tools/temporal-ui, and installs
 # PostgreSQL 15 from Debian's packages when it is missing.
@@ -9,6 +10,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL := $(BIN)/temporal
+VERSITYGW := $(BIN)/versitygw
 TEMPORAL_SERVER := $(BIN)/temporal-server
 TEMPORAL_SQL_TOOL := $(BIN)/temporal-sql-tool
 TEMPORAL_UI := $(BIN)/temporal-ui
@@ -27,7 +29,7 @@ DEVCLUSTER = $(BIN)/devcluster -dir $(CLUSTER_DIR)
 CLUSTER_FLAGS = -bin $(BIN) -pg-bin $(CLUSTER_PG_BIN) -pg-port $(CLUSTER_PG_PORT) \
 	-frontend-port $(CLUSTER_FRONTEND_PORT) -ui-port $(CLUSTER_UI_PORT)
 
-.PHONY: all build test unit-test lint fmt-check vet dev demo bench bench-batch clean temporal help \
+.PHONY: all build test unit-test lint fmt-check vet dev demo bench bench-batch clean temporal versitygw help \
 	cluster cluster-stop cluster-status cluster-restart-server cluster-tools postgres test-cluster
 
 all: build
@@ -45,6 +47,14 @@ $(TEMPORAL): tools/temporal/go.mod tools/temporal/go.sum
 	@echo ">> building the Temporal CLI dev server (pinned in tools/temporal/go.mod); the first build takes a few minutes"
 	cd tools/temporal && $(GO) build -o $(TEMPORAL) github.com/temporalio/cli/cmd/temporal
 	@touch $(TEMPORAL)
+
+versitygw: $(VERSITYGW) ## Build the pinned S3-compatible test server (versitygw, POSIX backend) into bin/.
+
+# About 80 s on a quiet 2-core machine; later builds are no-ops.
+$(VERSITYGW): tools/versitygw/go.mod tools/versitygw/go.sum
+	@echo ">> building versitygw, the S3-compatible server of the e2e tests (pinned in tools/versitygw/go.mod)"
+	cd tools/versitygw && $(GO) build -o $(VERSITYGW) github.com/versity/versitygw/cmd/versitygw
+	@touch $(VERSITYGW)
 
 cluster-tools: $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) $(TEMPORAL_UI) ## Build the pinned Temporal server, its SQL schema tool and the Web UI into bin/.
 
@@ -104,8 +114,8 @@ lint: fmt-check vet ## Format check and go vet (no third-party linters needed).
 unit-test: ## Tests that need no Temporal server.
 	$(GO) test $(GOTEST_FLAGS) -short ./...
 
-test: fmt-check vet $(TEMPORAL) ## Format check, vet, and every test (unit + integration on the real dev server).
-	TEMPORAL_CLI_PATH=$(TEMPORAL) $(GO) test $(GOTEST_FLAGS) ./...
+test: fmt-check vet $(TEMPORAL) $(VERSITYGW) ## Format check, vet, and every test (unit + integration on the real dev server and S3 server).
+	TEMPORAL_CLI_PATH=$(TEMPORAL) VERSITYGW_PATH=$(VERSITYGW) $(GO) test $(GOTEST_FLAGS) ./...
 
 dev: build $(TEMPORAL) ## Dev server (UI on :8233), simulator and worker; Ctrl-C stops everything.
 	$(BIN)/devstack -temporal $(TEMPORAL) -worker $(BIN)/worker -simulator $(BIN)/comfysim

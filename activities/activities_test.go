@@ -40,7 +40,7 @@ type harness struct {
 	srv    *comfytest.Server
 	client *comfy.Client // authenticated with the demo key
 	acts   *activities.Activities
-	store  *outputstore.Dir
+	store  *outputstore.Bucket
 }
 
 type harnessOpt func(*harnessConfig)
@@ -72,7 +72,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	}
 	actsClient := newClient(t, srv, cfg.key, cfg.retry)
 	client := newClient(t, srv, srv.APIKey(), quickRetry)
-	store, err := outputstore.NewDir(t.TempDir())
+	store, err := outputstore.OpenDir(t.TempDir())
 	require.NoError(t, err)
 	return &harness{
 		t: t, srv: srv, client: client, store: store,

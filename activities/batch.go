@@ -432,6 +432,7 @@ const (
 
 // OutputRef points at one stored output of an item's run.
 type OutputRef struct {
+	// Path is the output's URL in the output store (file:///…, s3://…).
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
 }
@@ -450,13 +451,14 @@ type BatchItemResult struct {
 	// when a queue deadline moved it within the pool).
 	DeploymentID string `json:"deployment_id,omitempty"`
 	// Deployments lists every deployment tried, when there was more than one.
-	Deployments  []string    `json:"deployments,omitempty"`
-	RunIDs       []string    `json:"run_ids,omitempty"`
-	GPUSeconds   float64     `json:"gpu_seconds,omitempty"`
-	Outputs      []OutputRef `json:"outputs,omitempty"`
-	ManifestPath string      `json:"manifest_path,omitempty"`
-	Error        string      `json:"error,omitempty"`
-	ErrorType    string      `json:"error_type,omitempty"`
+	Deployments []string    `json:"deployments,omitempty"`
+	RunIDs      []string    `json:"run_ids,omitempty"`
+	GPUSeconds  float64     `json:"gpu_seconds,omitempty"`
+	Outputs     []OutputRef `json:"outputs,omitempty"`
+	// ManifestPath is the URL of the run's manifest.json in the output store.
+	ManifestPath string `json:"manifest_path,omitempty"`
+	Error        string `json:"error,omitempty"`
+	ErrorType    string `json:"error_type,omitempty"`
 	// PreviousRun marks a line copied from the earlier run of the same batch
 	// id in which this item succeeded.
 	PreviousRun bool `json:"previous_run,omitempty"`
@@ -469,7 +471,7 @@ type WriteBatchResultsRequest struct {
 	Lines   []BatchItemResult `json:"lines"`
 }
 
-// WriteBatchResultsResult says where the part landed.
+// WriteBatchResultsResult says where the part landed (its store URL).
 type WriteBatchResultsResult struct {
 	Path  string `json:"path"`
 	Lines int    `json:"lines"`
@@ -501,7 +503,7 @@ func (a *Activities) WriteBatchResults(ctx context.Context, req WriteBatchResult
 	}
 	obj, err := a.Store.Put(ctx, resultsPartKey(req.BatchID, req.Part), &buf)
 	if err != nil {
-		return nil, fmt.Errorf("write batch results part %d: %w", req.Part, err)
+		return nil, classifyStore(fmt.Sprintf("write batch results part %d", req.Part), err)
 	}
 	return &WriteBatchResultsResult{Path: obj.Location, Lines: len(req.Lines)}, nil
 }
@@ -514,7 +516,8 @@ type FinalizeBatchResultsRequest struct {
 	Parts int `json:"parts"`
 }
 
-// FinalizeBatchResultsResult describes the results manifest.
+// FinalizeBatchResultsResult describes the results manifest; Path is its
+// URL in the output store.
 type FinalizeBatchResultsResult struct {
 	Path  string `json:"path"`
 	Lines int    `json:"lines"`
@@ -575,7 +578,7 @@ func (a *Activities) FinalizeBatchResults(ctx context.Context, req FinalizeBatch
 	obj, err := a.Store.Put(ctx, resultsKey(req.BatchID), pr)
 	pr.Close() // ends the writer if Put gave up early
 	if err != nil {
-		return nil, fmt.Errorf("write batch results: %w", err)
+		return nil, classifyStore("write batch results", err)
 	}
 	res.Path = obj.Location
 	return res, nil
@@ -587,10 +590,13 @@ func (a *Activities) eachResultLine(ctx context.Context, store outputstore.Reade
 		activity.RecordHeartbeat(ctx, part)
 		key := resultsPartKey(req.BatchID, part)
 		f, err := store.Open(ctx, key)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			// A missing part means the workflow's bookkeeping and the store
 			// disagree; retrying will not create it.
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("read batch results part %d: %v", part, err), ErrTypeInvalidRequest, err)
+		}
+		if err != nil {
+			return classifyStore(fmt.Sprintf("read batch results part %d", part), err)
 		}
 		err = eachLine(f, func(raw []byte) error {
 			var r BatchItemResult
@@ -601,7 +607,7 @@ func (a *Activities) eachResultLine(ctx context.Context, store outputstore.Reade
 		})
 		f.Close()
 		if err != nil {
-			return err
+			return classifyStore(fmt.Sprintf("read batch results part %d", part), err)
 		}
 	}
 	return nil
@@ -619,7 +625,7 @@ func previousSuccesses(ctx context.Context, store outputstore.Reader, key string
 		return found, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read previous batch results: %w", err)
+		return nil, classifyStore("read previous batch results", err)
 	}
 	defer f.Close()
 	err = eachLine(f, func(raw []byte) error {
@@ -635,7 +641,10 @@ func previousSuccesses(ctx context.Context, store outputstore.Reader, key string
 		found[r.Index] = line
 		return nil
 	})
-	return found, err
+	if err != nil {
+		return nil, classifyStore("read previous batch results", err)
+	}
+	return found, nil
 }
 
 func eachLine(r io.Reader, fn func([]byte) error) error {

@@ -29,7 +29,7 @@ import (
 type batchActs struct {
 	t     *testing.T
 	acts  *activities.Activities
-	store *outputstore.Dir
+	store *outputstore.Bucket
 	dir   string // the one source directory
 }
 
@@ -37,7 +37,7 @@ type batchActs struct {
 // from test servers on 127.0.0.1, which it allows.
 func newBatchActs(t *testing.T) *batchActs {
 	t.Helper()
-	store, err := outputstore.NewDir(t.TempDir())
+	store, err := outputstore.OpenDir(t.TempDir())
 	require.NoError(t, err)
 	dir := t.TempDir()
 	dirs, err := activities.OpenSourceDirs([]string{dir})
@@ -224,7 +224,9 @@ func (b *batchActs) finalize(parts int) (activities.FinalizeBatchResultsResult, 
 	require.NoError(b.t, err)
 	var res activities.FinalizeBatchResultsResult
 	require.NoError(b.t, val.Get(&res))
-	f, err := os.Open(res.Path)
+	p, ok := outputstore.FilePath(res.Path)
+	require.True(b.t, ok, res.Path)
+	f, err := os.Open(p)
 	require.NoError(b.t, err)
 	defer f.Close()
 	var lines []activities.BatchItemResult
@@ -246,7 +248,7 @@ func TestBatchResultsAreAssembledInOrderAndRewrittenIdempotently(t *testing.T) {
 	b.write(2, first[3:]) // a retried write replaces the part
 
 	res, lines := b.finalize(2)
-	require.Equal(t, filepath.Join(b.store.Root, "batch_1", "results.jsonl"), res.Path)
+	require.Equal(t, b.store.Location("batch_1/results.jsonl"), res.Path)
 	require.Equal(t, 5, res.Lines)
 	require.Equal(t, first, lines)
 	again, linesAgain := b.finalize(2)

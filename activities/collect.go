@@ -55,9 +55,11 @@ type CollectRequest struct {
 
 // StoredOutput is one media output, safe in the output store.
 type StoredOutput struct {
-	OutputID    string `json:"output_id,omitempty"`
-	Kind        string `json:"kind"`
-	Filename    string `json:"filename"`
+	OutputID string `json:"output_id,omitempty"`
+	Kind     string `json:"kind"`
+	Filename string `json:"filename"`
+	// Path is the output's URL in the output store: file:///abs/dir/… for
+	// a local directory, s3://bucket/prefix/… and so on for object stores.
 	Path        string `json:"path"`
 	Key         string `json:"key"`
 	SHA256      string `json:"sha256"`
@@ -74,7 +76,8 @@ type TextOutput struct {
 	Text     string `json:"text"`
 }
 
-// CollectResult lists what was stored. It carries references only.
+// CollectResult lists what was stored. It carries references only: Folder
+// and ManifestPath are URLs in the output store.
 type CollectResult struct {
 	Folder       string         `json:"folder"`
 	ManifestPath string         `json:"manifest_path"`
@@ -154,9 +157,9 @@ func (a *Activities) CollectOutputs(ctx context.Context, req CollectRequest) (*C
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError("encode manifest: "+err.Error(), ErrTypeInvalidRequest, err)
 	}
-	obj, err := a.Store.Put(ctx, req.Folder+"/manifest.json", bytes.NewReader(body))
+	obj, err := a.Store.Put(ctx, req.Folder+"/manifest.json", bytes.NewReader(body), outputstore.ContentType("application/json"))
 	if err != nil {
-		return nil, fmt.Errorf("write manifest: %w", err)
+		return nil, classifyStore("write manifest", err)
 	}
 	res.ManifestPath = obj.Location
 	return res, nil
@@ -199,12 +202,22 @@ func (a *Activities) download(ctx context.Context, media comfy.OutputMedia, key 
 	}
 
 	sniff := &sniffer{}
-	obj, err := a.Store.Put(ctx, key, io.TeeReader(io.LimitReader(resp.Body, limit+1), sniff))
-	if err != nil {
-		return nil, fmt.Errorf("store output %s: %w", key, err)
+	var opts []outputstore.PutOption
+	if known := contentType(resp.Header.Get("Content-Type"), nil, media.Item.Filename); known != "" {
+		opts = append(opts, outputstore.ContentType(known))
 	}
-	if obj.Size > limit {
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("output %s exceeds the %d-byte limit", source, limit), ErrTypeOutputTooLarge, nil)
+	body := &limitedReader{r: resp.Body, n: limit}
+	obj, err := a.Store.Put(ctx, key, io.TeeReader(body, sniff), opts...)
+	if errors.Is(err, errOverLimit) {
+		// The write was cancelled, so nothing over the limit was stored.
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("output %s exceeds the %d-byte limit (COMFY_MAX_OUTPUT_BYTES)", source, limit), ErrTypeOutputTooLarge, nil)
+	}
+	if err != nil && body.err != nil {
+		// The download broke off, not the store: retry, with fresh URLs.
+		return nil, temporal.NewApplicationError(fmt.Sprintf("download %s: %v", source, stripURLs(body.err)), ErrTypeComfyUnavailable)
+	}
+	if err != nil {
+		return nil, classifyStore("store output "+key, err)
 	}
 	if resp.ContentLength >= 0 && obj.Size != resp.ContentLength {
 		return nil, temporal.NewApplicationError(
@@ -249,6 +262,8 @@ func outputName(m comfy.OutputMedia, i int, used map[string]int) string {
 	return name
 }
 
+// contentType is the output's media type: the provider's header, else the
+// filename's extension, else the first bytes (head; nil gives "" then).
 func contentType(header string, head []byte, filename string) string {
 	if mt, _, err := mime.ParseMediaType(header); err == nil && mt != "application/octet-stream" && mt != "binary/octet-stream" {
 		return mt
@@ -257,8 +272,42 @@ func contentType(header string, head []byte, filename string) string {
 		mt, _, _ := mime.ParseMediaType(byExt)
 		return mt
 	}
+	if head == nil {
+		return ""
+	}
 	mt, _, _ := mime.ParseMediaType(http.DetectContentType(head))
 	return mt
+}
+
+// errOverLimit ends a download that grew past COMFY_MAX_OUTPUT_BYTES. It
+// fails the store's write, which is then cancelled: nothing is committed.
+var errOverLimit = errors.New("output over the size limit")
+
+// limitedReader reads at most n bytes and fails on the byte after them. It
+// remembers a read error of the download itself, to tell it from a store
+// error.
+type limitedReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return 0, errOverLimit
+	}
+	if int64(len(p)) > l.n+1 {
+		p = p[:l.n+1]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if l.n < 0 {
+		return n, errOverLimit
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		l.err = err
+	}
+	return n, err
 }
 
 func stripQuery(raw string) string {

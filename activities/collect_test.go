@@ -2,13 +2,18 @@ package activities_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"image/png"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +25,7 @@ import (
 	"github.com/durable-comfy/durable-comfy/comfy"
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
 	"github.com/durable-comfy/durable-comfy/egress"
+	"github.com/durable-comfy/durable-comfy/outputstore"
 )
 
 func TestCollectOutputsStoresVerifiedFilesAndManifest(t *testing.T) {
@@ -53,9 +59,9 @@ func TestCollectOutputsStoresVerifiedFilesAndManifest(t *testing.T) {
 	require.Len(t, res.Outputs, len(media), "every media output is downloaded")
 
 	for _, out := range res.Outputs {
-		assert.Equal(t, wantFolder, filepath.Dir(out.Path))
-		assert.Equal(t, "batch_42_item_7/"+filepath.Base(out.Path), out.Key)
-		data, err := os.ReadFile(out.Path)
+		assert.Equal(t, wantFolder+"/"+path.Base(out.Path), out.Path)
+		assert.Equal(t, "batch_42_item_7/"+path.Base(out.Path), out.Key)
+		data, err := os.ReadFile(localPath(t, out.Path))
 		require.NoError(t, err, "stored output %s", out.Path)
 		sum := sha256.Sum256(data)
 		assert.Equal(t, hex.EncodeToString(sum[:]), out.SHA256)
@@ -72,8 +78,8 @@ func TestCollectOutputsStoresVerifiedFilesAndManifest(t *testing.T) {
 	require.NotEmpty(t, res.Texts, "the caption output is kept as text")
 	assert.Contains(t, res.Texts[0].Text, "a lighthouse at dusk")
 
-	assert.Equal(t, filepath.Join(wantFolder, "manifest.json"), res.ManifestPath)
-	raw, err := os.ReadFile(res.ManifestPath)
+	assert.Equal(t, wantFolder+"/manifest.json", res.ManifestPath)
+	raw, err := os.ReadFile(localPath(t, res.ManifestPath))
 	require.NoError(t, err)
 	assert.NotContains(t, string(raw), "sig=", "the manifest must not hold presigned URLs")
 	var m activities.Manifest
@@ -99,7 +105,7 @@ func TestCollectOutputsStoresVerifiedFilesAndManifest(t *testing.T) {
 	var again activities.CollectResult
 	require.NoError(t, val.Get(&again))
 	assert.Equal(t, res.Outputs, again.Outputs)
-	entries, err := os.ReadDir(wantFolder)
+	entries, err := os.ReadDir(localPath(t, wantFolder))
 	require.NoError(t, err)
 	assert.Len(t, entries, len(res.Outputs)+1, "outputs plus manifest, no leftovers")
 }
@@ -112,7 +118,7 @@ func TestCollectOutputsExplicitFolder(t *testing.T) {
 	var res activities.CollectResult
 	require.NoError(t, val.Get(&res))
 	assert.Equal(t, h.store.Location("run-folder"), res.Folder)
-	assert.FileExists(t, filepath.Join(h.store.Location("run-folder"), "manifest.json"))
+	assert.FileExists(t, localPath(t, h.store.Location("run-folder/manifest.json")))
 }
 
 func TestCollectOutputsAfterURLExpiry(t *testing.T) {
@@ -142,7 +148,7 @@ func TestCollectOutputsAfterURLExpiry(t *testing.T) {
 	var res activities.CollectResult
 	require.NoError(t, val.Get(&res))
 	require.Len(t, res.Outputs, len(media))
-	assert.FileExists(t, res.Outputs[0].Path)
+	assert.FileExists(t, localPath(t, res.Outputs[0].Path))
 }
 
 func TestCollectOutputsTooLarge(t *testing.T) {
@@ -154,7 +160,7 @@ func TestCollectOutputsTooLarge(t *testing.T) {
 	assert.Equal(t, activities.ErrTypeOutputTooLarge, ae.Type())
 	assert.True(t, ae.NonRetryable())
 	assert.NotContains(t, ae.Error(), "sig=", "presigned query strings must not leak into errors")
-	_, statErr := os.Stat(filepath.Join(h.store.Location("wf-big"), "manifest.json"))
+	_, statErr := os.Stat(localPath(t, h.store.Location("wf-big/manifest.json")))
 	assert.True(t, os.IsNotExist(statErr), "no manifest for a failed collection")
 }
 
@@ -171,6 +177,72 @@ func TestCollectOutputsNeedsRunAndFolder(t *testing.T) {
 	ae := appErr(t, err)
 	assert.Equal(t, activities.ErrTypeInvalidRequest, ae.Type())
 	assert.True(t, ae.NonRetryable())
+}
+
+// localPath is the file a file:// store URL names.
+func localPath(t *testing.T, u string) string {
+	t.Helper()
+	p, ok := outputstore.FilePath(u)
+	require.True(t, ok, "%s is not a file URL", u)
+	return p
+}
+
+// downStore is an output store whose service is unreachable.
+type downStore struct{ outputstore.Store }
+
+func (downStore) Put(context.Context, string, io.Reader, ...outputstore.PutOption) (outputstore.Object, error) {
+	return outputstore.Object{}, errors.New("dial tcp 127.0.0.1:9: connect: connection refused")
+}
+
+func TestCollectOutputsRetriesWhileTheStoreIsDown(t *testing.T) {
+	h := newHarness(t)
+	id := h.runToSuccess(comfytest.DeploymentTxt2Img, txt2imgInputs)
+	h.acts.Store = downStore{h.store}
+	_, err := h.env().ExecuteActivity(h.acts.CollectOutputs, activities.CollectRequest{RunID: id, WorkflowID: "wf-down"})
+	ae := appErr(t, err)
+	assert.Equal(t, activities.ErrTypeStoreUnavailable, ae.Type())
+	assert.False(t, ae.NonRetryable(), "a store outage is retried, never fails a paid run")
+
+	h.acts.Store = h.store // the store is back: the retry collects everything
+	val, err := h.env().ExecuteActivity(h.acts.CollectOutputs, activities.CollectRequest{RunID: id, WorkflowID: "wf-down"})
+	require.NoError(t, err)
+	var res activities.CollectResult
+	require.NoError(t, val.Get(&res))
+	assert.NotEmpty(t, res.Outputs)
+}
+
+func TestCollectOutputsOverTheLimitWithoutContentLengthStoresNothing(t *testing.T) {
+	h := newHarness(t)
+	h.acts.MaxOutputBytes = 100
+	// The provider's file server streams without a Content-Length.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		for range 10 {
+			_, _ = w.Write(bytes.Repeat([]byte("x"), 64))
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer srv.Close()
+	id := h.runToSuccess(comfytest.DeploymentTxt2Img, txt2imgInputs)
+	h.acts.Downloader = &http.Client{Transport: redirectTo(srv.URL)}
+	_, err := h.env().ExecuteActivity(h.acts.CollectOutputs, activities.CollectRequest{RunID: id, WorkflowID: "wf-stream"})
+	ae := appErr(t, err)
+	assert.Equal(t, activities.ErrTypeOutputTooLarge, ae.Type())
+	entries, _ := os.ReadDir(localPath(t, h.store.Location("wf-stream")))
+	assert.Empty(t, entries, "no partial output, no temporary file")
+}
+
+// redirectTo sends every request to base, keeping the path.
+type redirectTo string
+
+func (r redirectTo) RoundTrip(req *http.Request) (*http.Response, error) {
+	u, err := url.Parse(string(r) + req.URL.Path)
+	if err != nil {
+		return nil, err
+	}
+	out := req.Clone(req.Context())
+	out.URL, out.Host = u, u.Host
+	return http.DefaultTransport.RoundTrip(out)
 }
 
 // An output URL the provider returns must not make the worker fetch from

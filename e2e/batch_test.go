@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -74,7 +75,7 @@ func TestBatchUnderFaultsAccountsForEveryItemWithoutDuplicates(t *testing.T) {
 	for token, n := range c.RunsByToken {
 		assert.Equal(t, 1, n, "token %s", token)
 	}
-	lines := readResults(t, res.ResultsPath)
+	lines := readResults(t, e, res.ResultsPath)
 	require.Len(t, lines, items, "one results line per item")
 	runs, seen := 0, map[int]bool{}
 	for _, l := range lines {
@@ -92,13 +93,10 @@ func TestBatchUnderFaultsAccountsForEveryItemWithoutDuplicates(t *testing.T) {
 	recordHistory(t, e, "e2e-batch", "comfybatch-faults-last-run")
 }
 
-func readResults(t *testing.T, path string) []activities.BatchItemResult {
+func readResults(t *testing.T, e *env, u string) []activities.BatchItemResult {
 	t.Helper()
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
 	var out []activities.BatchItemResult
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(e.readObject(u)))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var r activities.BatchItemResult

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"image/png"
 	"net/http"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -46,8 +45,7 @@ func TestRunToSuccessStoresVerifiedOutputs(t *testing.T) {
 	require.Len(t, res.Attempts, 1)
 	require.NotEmpty(t, res.Outputs)
 	for _, out := range res.Outputs {
-		body, err := os.ReadFile(out.Path)
-		require.NoError(t, err)
+		body := e.readObject(out.Path)
 		sum := sha256.Sum256(body)
 		assert.Equal(t, hex.EncodeToString(sum[:]), out.SHA256, out.Path)
 		assert.Equal(t, int64(len(body)), out.Size)
@@ -57,8 +55,7 @@ func TestRunToSuccessStoresVerifiedOutputs(t *testing.T) {
 		}
 	}
 	var manifest activities.Manifest
-	raw, err := os.ReadFile(res.ManifestPath)
-	require.NoError(t, err)
+	raw := e.readObject(res.ManifestPath)
 	require.NoError(t, json.Unmarshal(raw, &manifest))
 	assert.Equal(t, res.RunID, manifest.RunID)
 	assert.Equal(t, txt2img, manifest.DeploymentID)

@@ -47,7 +47,7 @@ func TestSharedDeploymentLimitCapsTwoBatchesTogether(t *testing.T) {
 		var res workflows.ComfyBatchResult
 		require.NoError(t, run.Get(context.Background(), &res))
 		require.Equal(t, 6, res.Succeeded)
-		for _, line := range readResults(t, res.ResultsPath) {
+		for _, line := range readResults(t, e, res.ResultsPath) {
 			for _, id := range line.RunIDs {
 				r, err := cc.Runs.Get(context.Background(), id, nil)
 				require.NoError(t, err)

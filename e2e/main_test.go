@@ -1,12 +1,14 @@
 // Package e2e runs durable-comfy end to end: the real Temporal dev server
 // (the pinned CLI in bin/), the ComfyDeploy simulator and a worker in this
-// process. `make test` builds the CLI and sets TEMPORAL_CLI_PATH.
+// process. `make test` builds the CLI and sets TEMPORAL_CLI_PATH; the S3
+// store tests run versitygw (bin/versitygw, VERSITYGW_PATH) the same way.
 package e2e
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -83,12 +85,21 @@ type env struct {
 	outDir    string
 	// sourceDir is the worker's one source directory (COMFY_SOURCE_DIRS).
 	sourceDir string
-	worker    worker.Worker
+	// storeURL, when set, is the worker's COMFY_OUTPUT_URL (withStoreURL);
+	// otherwise the store is the directory outDir.
+	storeURL string
+	store    *outputstore.Bucket
+	worker   worker.Worker
 	// hub, when set, receives the simulator's webhooks (withWebhooks).
 	hub *wakeup.Hub
 }
 
 type envOption func(*env)
+
+// withStoreURL gives the worker the output store at rawURL.
+func withStoreURL(rawURL string) envOption {
+	return func(e *env) { e.storeURL = rawURL }
+}
 
 // withWebhooks gives the worker a webhook endpoint that the simulator calls.
 func withWebhooks() envOption {
@@ -160,10 +171,17 @@ func (e *env) startWorker() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	store, err := outputstore.NewDir(e.outDir)
+	store, err := outputstore.OpenDir(e.outDir)
+	if e.storeURL != "" {
+		store, err = outputstore.Open(context.Background(), e.storeURL)
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	if err := store.Check(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.store = store
 	sourceDirs, err := activities.OpenSourceDirs([]string{e.sourceDir})
 	if err != nil {
 		e.t.Fatal(err)
@@ -203,6 +221,25 @@ func (e *env) start(id string, in workflows.ComfyRunInput) client.WorkflowRun {
 		e.t.Fatal(err)
 	}
 	return run
+}
+
+// readObject reads the object a store URL names, through the worker's store.
+func (e *env) readObject(u string) []byte {
+	e.t.Helper()
+	key, ok := e.store.KeyForURL(u)
+	if !ok {
+		e.t.Fatalf("%s is not in the output store %s", u, e.store.URL())
+	}
+	r, err := e.store.Open(context.Background(), key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer r.Close()
+	body, err := io.ReadAll(r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return body
 }
 
 func freePort() int {

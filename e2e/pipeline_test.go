@@ -35,8 +35,7 @@ func TestExamplePipelineRunsEndToEnd(t *testing.T) {
 		require.Len(t, step.Runs, 1, name)
 		require.NotEmpty(t, step.Runs[0].Outputs, name)
 		for _, out := range step.Runs[0].Outputs {
-			body, err := os.ReadFile(out.Path)
-			require.NoError(t, err)
+			body := e.readObject(out.Path)
 			sum := sha256.Sum256(body)
 			assert.Equal(t, hex.EncodeToString(sum[:]), out.SHA256, out.Path)
 		}

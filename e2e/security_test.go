@@ -118,14 +118,13 @@ func TestSourceSecretsStayOutOfHistoryResultsAndLogs(t *testing.T) {
 	jsonlRes := runBatch("e2e-secret-jsonl", jsonlSource)
 	assert.Equal(t, 1, jsonlRes.Succeeded)
 	assert.Equal(t, 2, jsonlRes.Failed)
-	lines := readResults(t, jsonlRes.ResultsPath)
+	lines := readResults(t, e, jsonlRes.ResultsPath)
 	require.Len(t, lines, 3)
 	slices.SortFunc(lines, func(a, b activities.BatchItemResult) int { return a.Index - b.Index })
 	assert.Contains(t, lines[1].Error, `input "ghp_16C7e42F"… is not declared`)
 	assert.Contains(t, lines[2].Error, `input "api_token" is not declared`)
 
-	results, err := os.ReadFile(jsonlRes.ResultsPath)
-	require.NoError(t, err)
+	results := e.readObject(jsonlRes.ResultsPath)
 	everything := map[string]string{
 		"results.jsonl":    string(results),
 		"worker log":       logs.String(),

@@ -1,18 +1,24 @@
 // Package outputstore keeps the media a run produced after the provider's
-// signed URLs expire. The Store interface is what activities write through;
-// Dir stores on the local file system, and object storage can implement the
-// same interface later without touching the workflows.
+// signed URLs expire, and the manifests and batch results that describe
+// them. A store is a bucket addressed by URL (gocloud.dev/blob): a local
+// directory (file:///abs/dir), S3 or any S3-compatible service
+// (s3://bucket/prefix?endpoint=…), Google Cloud Storage (gs://), Azure Blob
+// Storage (azblob://) or memory (mem://, for tests). Every worker of a task
+// queue points at the same store, so a batch's parts written on one host are
+// read back on another.
+//
+// Objects are named by their URL inside the store (file:///abs/dir/key,
+// s3://bucket/prefix/key): that is what manifests and results lines carry.
+// Credentials never appear in a store URL; they come from each SDK's
+// standard environment and configuration files.
 package outputstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"strings"
 )
 
@@ -20,99 +26,75 @@ import (
 type Object struct {
 	// Key is the store-relative name, always slash-separated ("<folder>/<file>").
 	Key string `json:"key"`
-	// Location is where a person or program finds it: a file path for Dir,
-	// a URL for object storage.
+	// Location is the object's URL in the store (file:///…, s3://bucket/…).
 	Location string `json:"location"`
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
+	// ContentType is the media type the object was stored with.
+	ContentType string `json:"content_type,omitempty"`
 }
 
 // Store writes objects. Put must be atomic: a reader never sees a partial
 // object, and a repeated Put of the same key replaces the previous one, so
 // activities that retry can simply write again.
 type Store interface {
-	Put(ctx context.Context, key string, r io.Reader) (Object, error)
-	// Location returns where key is or would be stored.
+	Put(ctx context.Context, key string, r io.Reader, opts ...PutOption) (Object, error)
+	// Location returns the URL at which key is or would be stored.
 	Location(key string) string
 }
 
 // Reader is implemented by stores that can read an object back. Most
 // activities only write; assembling a batch's results manifest from its
-// parts needs to read.
+// parts needs to read. A missing object is an error satisfying
+// errors.Is(err, fs.ErrNotExist).
 type Reader interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 }
 
-// Dir stores objects as files below Root.
-type Dir struct {
-	Root string
+// URLReader is implemented by stores whose objects can be read back by
+// their store URL, in ranges: what a batch source given as a store URL
+// (s3://bucket/prefix/items.jsonl) needs. *Bucket implements it.
+type URLReader interface {
+	// KeyForURL returns the key rawURL names, ok only when rawURL lies
+	// inside this store (same scheme, bucket and prefix).
+	KeyForURL(rawURL string) (key string, ok bool)
+	// OpenRange reads key from byte offset on; an offset at or past the end
+	// gives an empty reader, a missing object an fs.ErrNotExist error.
+	OpenRange(ctx context.Context, key string, offset int64) (io.ReadCloser, error)
 }
 
-// NewDir returns a Dir rooted at root, creating it if needed.
-func NewDir(root string) (*Dir, error) {
-	abs, err := filepath.Abs(root)
-	if err != nil {
-		return nil, fmt.Errorf("output directory %q: %w", root, err)
-	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("output directory %q: %w", abs, err)
-	}
-	return &Dir{Root: abs}, nil
+var (
+	_ Store     = (*Bucket)(nil)
+	_ Reader    = (*Bucket)(nil)
+	_ URLReader = (*Bucket)(nil)
+)
+
+// PutOption adjusts one Put.
+type PutOption func(*putOptions)
+
+type putOptions struct {
+	contentType string
 }
 
-// Location implements Store.
-func (d *Dir) Location(key string) string {
-	return filepath.Join(d.Root, filepath.FromSlash(key))
+// ContentType sets the stored object's media type. Without it the type
+// follows the key's extension, or else the first bytes of the content.
+func ContentType(mediaType string) PutOption {
+	return func(o *putOptions) { o.contentType = mediaType }
 }
 
-// Put implements Store. It writes to a temporary file in the target folder
-// and renames it into place, computing size and sha256 on the way.
-func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (Object, error) {
-	if err := ValidKey(key); err != nil {
-		return Object{}, err
-	}
-	dst := d.Location(key)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return Object{}, fmt.Errorf("store %s: %w", key, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".partial-*")
-	if err != nil {
-		return Object{}, fmt.Errorf("store %s: %w", key, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename succeeded
-
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx: ctx, r: r})
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return Object{}, fmt.Errorf("store %s: %w", key, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return Object{}, fmt.Errorf("store %s: %w", key, err)
-	}
-	return Object{Key: key, Location: dst, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-// Open implements Reader. A missing object is an error satisfying
-// errors.Is(err, fs.ErrNotExist).
-func (d *Dir) Open(_ context.Context, key string) (io.ReadCloser, error) {
-	if err := ValidKey(key); err != nil {
-		return nil, err
-	}
-	return os.Open(d.Location(key))
-}
+// ErrInvalidKey is wrapped by errors for keys ValidKey rejects; repeating
+// the write cannot help.
+var ErrInvalidKey = errors.New("outputstore: invalid key")
 
 // ValidKey rejects keys that could escape the store or that are not portable
 // across file systems and object stores.
 func ValidKey(key string) error {
 	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") || path.Clean(key) != key {
-		return fmt.Errorf("outputstore: invalid key %q", key)
+		return fmt.Errorf("%w %q", ErrInvalidKey, key)
 	}
 	for _, part := range strings.Split(key, "/") {
 		if part == ".." || part == "." || part == "" {
-			return fmt.Errorf("outputstore: invalid key %q", key)
+			return fmt.Errorf("%w %q", ErrInvalidKey, key)
 		}
 	}
 	return nil
@@ -136,17 +118,4 @@ func SafeName(s string) string {
 		b = b[:120]
 	}
 	return string(b)
-}
-
-// ctxReader stops a long copy when the activity is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -123,7 +123,7 @@ type batchEnv struct {
 	t     *testing.T
 	env   *testsuite.TestWorkflowEnvironment
 	runs  *fakeRuns
-	store *outputstore.Dir
+	store *outputstore.Bucket
 	// preflights counts Preflight calls per deployment.
 	preflights map[string]int
 	// breaksAfter makes a deployment's checks fail (machine in error) after
@@ -144,13 +144,13 @@ func txt2imgTypes() []comfy.InputType {
 	}
 }
 
-func newBatchEnv(t *testing.T, store *outputstore.Dir, limits map[string]int, notReady ...string) *batchEnv {
+func newBatchEnv(t *testing.T, store *outputstore.Bucket, limits map[string]int, notReady ...string) *batchEnv {
 	t.Helper()
 	var ts testsuite.WorkflowTestSuite
 	b := &batchEnv{t: t, env: ts.NewTestWorkflowEnvironment(), runs: &fakeRuns{decide: func(ComfyRunInput, int) outcome { return outcome{took: time.Minute} }}, preflights: map[string]int{}}
 	if store == nil {
 		var err error
-		store, err = outputstore.NewDir(t.TempDir())
+		store, err = outputstore.OpenDir(t.TempDir())
 		require.NoError(t, err)
 	}
 	b.store = store
@@ -220,7 +220,9 @@ func (b *batchEnv) progress() BatchProgress {
 // readResults reads a results manifest, keyed by item index.
 func readResults(t *testing.T, path string) map[int]activities.BatchItemResult {
 	t.Helper()
-	f, err := os.Open(path)
+	file, ok := outputstore.FilePath(path)
+	require.True(t, ok, path)
+	f, err := os.Open(file)
 	require.NoError(t, err)
 	defer f.Close()
 	lines := map[int]activities.BatchItemResult{}
@@ -252,7 +254,7 @@ func TestBatchWindowNeverExceedsConcurrency(t *testing.T) {
 	require.Equal(t, 4, b.runs.maxRunning, "the window is full but never larger than max_concurrency")
 	require.Len(t, b.runs.startedIDs(), 25)
 	require.Equal(t, 1, b.preflights[poolA], "one check per deployment per batch")
-	require.Equal(t, filepath.Join(b.store.Root, batchID, "results.jsonl"), res.ResultsPath)
+	require.Equal(t, b.store.Location(batchID+"/results.jsonl"), res.ResultsPath)
 	lines := readResults(t, res.ResultsPath)
 	require.Len(t, lines, 25)
 	l := lines[7]

@@ -188,7 +188,7 @@ func itemInputs(i int) map[string]any {
 // baseline is what a careful script without Temporal does: a pool of
 // workers that submit, poll and download each item with the same client.
 func baseline(ctx context.Context, cfg config, cc *comfy.Client, dir string) (int, int, error) {
-	store, err := outputstore.NewDir(dir)
+	store, err := outputstore.OpenDir(dir)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -216,7 +216,7 @@ func baseline(ctx context.Context, cfg config, cc *comfy.Client, dir string) (in
 	return int(ok.Load()), int(failed.Load()), nil
 }
 
-func baselineItem(ctx context.Context, cfg config, cc *comfy.Client, store *outputstore.Dir, i int) error {
+func baselineItem(ctx context.Context, cfg config, cc *comfy.Client, store *outputstore.Bucket, i int) error {
 	q, err := cc.Runs.QueueDeployment(ctx, &comfy.DeploymentRunRequest{DeploymentID: comfytest.DeploymentTxt2Img, Inputs: itemInputs(i)})
 	if err != nil {
 		return err
@@ -264,7 +264,7 @@ func temporalBatch(ctx context.Context, cfg config, cc *comfy.Client, work strin
 	defer srv.Stop()
 	tc := srv.Client()
 
-	store, err := outputstore.NewDir(filepath.Join(work, "out"))
+	store, err := outputstore.OpenDir(filepath.Join(work, "out"))
 	if err != nil {
 		return 0, 0, err
 	}

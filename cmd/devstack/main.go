@@ -116,6 +116,7 @@ func run(ctx context.Context, o options) (int, error) {
 		"COMFY_API_URL=" + simURL + "/api",
 		"COMFY_API_KEY=" + o.simKey,
 		"COMFY_OUTPUT_DIR=" + o.outDir,
+		"COMFY_OUTPUT_URL=", // the dev stack's store is out/, whatever the shell says
 		"COMFY_POLL_INTERVAL=1s",
 		// The demo's batch reads examples/product-catalog.csv; batch
 		// sources elsewhere are refused, as in production (docs/security.md).

@@ -127,6 +127,7 @@ func commands() []command {
 		{"batch", "start a ComfyBatch from a file; status, watch, pause, resume, cancel, set-concurrency, retry-failed", cmdBatch},
 		{"pipeline", "start a ComfyPipeline from a YAML or JSON spec; status, watch", cmdPipeline},
 		{"schedule", "run batches or pipelines on a cron schedule: create, list, delete", cmdSchedule},
+		{"link", "print time-limited HTTPS links to stored outputs (s3://, gs://, azblob:// stores)", cmdLink},
 	}
 }
 

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -60,7 +61,8 @@ type config struct {
 	SourceURLAllow string   `envconfig:"SOURCE_URL_ALLOW" desc:"comma-separated hosts (data.example.com, *.example.com, 10.0.0.5:8080) from which batch source URLs may be fetched even on loopback or private addresses; other URLs must be public"`
 	OutputURLAllow string   `envconfig:"OUTPUT_URL_ALLOW" desc:"comma-separated extra hosts from which run outputs may be downloaded even on private addresses (the host of COMFY_API_URL is always allowed)"`
 
-	OutputDir      string `envconfig:"OUTPUT_DIR" default:"out" desc:"local directory of the output store"`
+	OutputURL      string `envconfig:"OUTPUT_URL" desc:"output store URL: file:///abs/dir, s3://bucket/prefix?region=…[&endpoint=…&use_path_style=true], gs://bucket/prefix, azblob://container/prefix; credentials come from the storage SDK's standard environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT, …), never from the URL; default: the local directory COMFY_OUTPUT_DIR"`
+	OutputDir      string `envconfig:"OUTPUT_DIR" desc:"local directory of the output store, shorthand for COMFY_OUTPUT_URL=file:///abs/dir (default out)"`
 	MaxOutputBytes int64  `envconfig:"MAX_OUTPUT_BYTES" default:"2147483648" desc:"largest single output to download"`
 
 	MaxConcurrentActivities    int `envconfig:"MAX_CONCURRENT_ACTIVITIES" default:"500" desc:"activities in flight on this worker (each waiting run holds one)"`
@@ -134,6 +136,12 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	store, storeVar, err := openStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("configuration: %s: %w", storeVar, err)
+	}
+	defer store.Close()
+
 	opts, err := temporalenv.LoadDefaultClientOptions()
 	if err != nil {
 		return fmt.Errorf("temporal client configuration: %w", err)
@@ -170,10 +178,6 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	store, err := outputstore.NewDir(cfg.OutputDir)
-	if err != nil {
-		return fmt.Errorf("configuration: COMFY_OUTPUT_DIR: %w", err)
-	}
 
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     cfg.MaxConcurrentActivities,
@@ -208,7 +212,7 @@ func run() error {
 
 	zl.Info("Worker starting",
 		zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", hostPort(opts)),
-		zap.String("namespace", namespace(opts)), zap.String("comfy_api", cfg.APIURL), zap.String("output_dir", store.Root),
+		zap.String("namespace", namespace(opts)), zap.String("comfy_api", cfg.APIURL), zap.String("output_store", store.URL()),
 		zap.Strings("source_dirs", sourceDirs.Dirs()))
 	if err := w.Run(interruptOn(ctx)); err != nil {
 		return fmt.Errorf("worker stopped: %w", err)
@@ -285,10 +289,45 @@ func (c *config) validate() error {
 	if c.WebhookURL == "" && c.WebhookSecret != "" {
 		errs = append(errs, errors.New("COMFY_WEBHOOK_SECRET is set but COMFY_WEBHOOK_URL is not: set the public URL of this worker's webhook endpoint, or unset the secret"))
 	}
+	if c.OutputURL != "" && c.OutputDir != "" {
+		errs = append(errs, errors.New("COMFY_OUTPUT_URL and COMFY_OUTPUT_DIR are both set: COMFY_OUTPUT_DIR is a shorthand for COMFY_OUTPUT_URL=file:///abs/dir; keep one"))
+	}
 	if c.MaxConcurrentActivities <= 0 || c.MaxConcurrentWorkflowTasks <= 0 {
 		errs = append(errs, errors.New("COMFY_MAX_CONCURRENT_ACTIVITIES and COMFY_MAX_CONCURRENT_WORKFLOW_TASKS must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// storeCheckTimeout bounds the start-up probe of the output store (the
+// storage SDKs retry a refused connection a few times within it).
+const storeCheckTimeout = 30 * time.Second
+
+// openStore opens the output store the configuration names and proves it
+// usable (write, read back, delete a probe object), so that a missing
+// bucket or bad credentials stop the worker at start-up rather than fail
+// the first collect. It returns the variable to blame for an error.
+func openStore(ctx context.Context, cfg config) (*outputstore.Bucket, string, error) {
+	var (
+		store *outputstore.Bucket
+		err   error
+		which = "COMFY_OUTPUT_URL"
+	)
+	if cfg.OutputURL != "" {
+		store, err = outputstore.Open(ctx, cfg.OutputURL)
+	} else {
+		which = "COMFY_OUTPUT_DIR"
+		store, err = outputstore.OpenDir(cmp.Or(cfg.OutputDir, "out"))
+	}
+	if err != nil {
+		return nil, which, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, storeCheckTimeout)
+	defer cancel()
+	if err := store.Check(cctx); err != nil {
+		_ = store.Close()
+		return nil, which, fmt.Errorf("output store %s is not usable: %w", store.URL(), err)
+	}
+	return store, which, nil
 }
 
 // ensureSearchAttributes creates the workflows' search attributes when they

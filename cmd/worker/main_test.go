@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -77,6 +79,44 @@ func TestServeWebhooksServesTheURLPath(t *testing.T) {
 
 	_, err = serveWebhooks(addr, "https://worker.example/comfy/webhook", http.NotFoundHandler(), zap.NewNop())
 	assert.Error(t, err, "the address is taken")
+}
+
+func TestOutputURLAndDirTogetherAreRejected(t *testing.T) {
+	cfg := loadConfig(t, map[string]string{"COMFY_API_KEY": "k", "COMFY_OUTPUT_URL": "s3://b/p", "COMFY_OUTPUT_DIR": "out"})
+	assert.ErrorContains(t, cfg.validate(), "COMFY_OUTPUT_URL and COMFY_OUTPUT_DIR are both set")
+}
+
+func TestOpenStoreDefaultsToTheLocalOutDirectory(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cfg := loadConfig(t, map[string]string{"COMFY_API_KEY": "k"})
+	store, _, err := openStore(context.Background(), cfg)
+	require.NoError(t, err)
+	defer store.Close()
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(wd, "out"), store.Dir())
+	assert.DirExists(t, "out")
+}
+
+func TestOpenStoreNamesTheVariableAndHidesSecrets(t *testing.T) {
+	// Nothing listens on port 9: the probe fails, naming the store without
+	// its query, and the variable to fix.
+	cfg := loadConfig(t, map[string]string{"COMFY_API_KEY": "k",
+		"COMFY_OUTPUT_URL": "s3://media/out?region=us-east-1&endpoint=http://127.0.0.1:9&use_path_style=true"})
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIATESTKEY")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "hunter2-secret")
+	t.Setenv("AWS_MAX_ATTEMPTS", "1")
+	_, which, err := openStore(context.Background(), cfg)
+	require.Error(t, err)
+	assert.Equal(t, "COMFY_OUTPUT_URL", which)
+	assert.Contains(t, err.Error(), "output store s3://media/out is not usable: write a probe object")
+	assert.NotContains(t, err.Error(), "hunter2")
+	assert.NotContains(t, err.Error(), "endpoint=")
+
+	cfg = loadConfig(t, map[string]string{"COMFY_API_KEY": "k", "COMFY_OUTPUT_URL": "ftp://x/y"})
+	_, which, err = openStore(context.Background(), cfg)
+	assert.Equal(t, "COMFY_OUTPUT_URL", which)
+	assert.ErrorContains(t, err, "unsupported scheme")
 }
 
 func TestSourcesAndDownloadsAreConfinedByDefault(t *testing.T) {
