@@ -1,12 +1,10 @@
 package devserver
 
 import (
-	"os"
 	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
@@ -34,15 +32,4 @@ func TestTestOptionsAppendExtraArgs(t *testing.T) {
 	assert.Equal(t, "bin/temporal", opts.ExistingPath)
 	assert.Equal(t, append(DynamicConfigFlags(), "--http-port", "7243"), opts.ExtraArgs)
 	assert.Equal(t, len(workflows.SearchAttributes()), opts.SearchAttributes.Size())
-}
-
-// docker-compose.temporal.yml cannot run here (no Docker), but it must start
-// the dev server the way everything else does.
-func TestDockerComposeUsesTheSameFlags(t *testing.T) {
-	compose, err := os.ReadFile("../docker-compose.temporal.yml")
-	require.NoError(t, err)
-	flags := Flags()
-	for i := 0; i < len(flags); i += 2 {
-		assert.Contains(t, string(compose), "- "+flags[i]+"="+flags[i+1]+"\n")
-	}
 }
