@@ -48,7 +48,10 @@ type BatchSource struct {
 	// path sources are refused. See docs/security.md.
 	Path string `json:"path,omitempty"`
 	// URL is an http(s) URL, fetched without credentials from a public
-	// address or a host the worker allows (COMFY_SOURCE_URL_ALLOW).
+	// address or a host the worker allows (COMFY_SOURCE_URL_ALLOW), or the
+	// URL of an object in the worker's output store (s3://bucket/prefix/
+	// items.jsonl with COMFY_OUTPUT_URL=s3://bucket/prefix), read with the
+	// worker's store credentials; objects of other buckets are refused.
 	URL string `json:"url,omitempty"`
 	// Format is "jsonl" or "csv"; by default it follows the extension
 	// (.jsonl, .ndjson, .csv).
@@ -66,8 +69,8 @@ func (s BatchSource) ResolvedFormat() (string, error) {
 	}
 	if s.URL != "" {
 		u, err := url.Parse(s.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", fmt.Errorf("source url %q must be an http(s) URL", s.URL)
+		if err != nil || !sourceSchemes[u.Scheme] || u.Host == "" {
+			return "", fmt.Errorf("source url %q must be an http(s) URL or an object of the worker's output store (s3://, gs://, azblob://)", s.URL)
 		}
 	}
 	switch f := strings.ToLower(s.Format); f {
@@ -90,6 +93,11 @@ func (s BatchSource) ResolvedFormat() (string, error) {
 	}
 	return "", fmt.Errorf("cannot tell the format of %q from its extension; set source.format to %q or %q", name, FormatJSONL, FormatCSV)
 }
+
+// sourceSchemes are the URL schemes a source may have: http(s), fetched
+// through the worker's egress rules, and the object stores, read only when
+// the URL lies inside the worker's own output store (COMFY_OUTPUT_URL).
+var sourceSchemes = map[string]bool{"http": true, "https": true, "s3": true, "gs": true, "azblob": true}
 
 // BatchCursor is where the next page of a source starts. The zero value is
 // the start of the source. Callers pass back the Next cursor of the previous

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/durable-comfy/durable-comfy/egress"
+	"github.com/durable-comfy/durable-comfy/outputstore"
 )
 
 // ErrTypeBatchSourceRefused is the application error type for a batch
@@ -179,9 +180,35 @@ func (a *Activities) openSource(ctx context.Context, src BatchSource, offset int
 			return nil, fmt.Errorf("seek batch source %s: %w", src.Path, err)
 		}
 		return f, nil
-	default:
+	case strings.HasPrefix(src.URL, "http://") || strings.HasPrefix(src.URL, "https://"):
 		return a.fetchSource(ctx, src.URL, offset)
+	default:
+		return a.readStoredSource(ctx, src.URL, offset)
 	}
+}
+
+// readStoredSource reads an object of the worker's output store from
+// offset on with a ranged read. Only the configured store is read: its
+// credentials are the worker's, and a workflow input must not be able to
+// point them at another bucket.
+func (a *Activities) readStoredSource(ctx context.Context, rawURL string, offset int64) (io.ReadCloser, error) {
+	shown := outputstore.Redact(rawURL)
+	store, ok := a.Store.(outputstore.URLReader)
+	var key string
+	if ok {
+		key, ok = store.KeyForURL(rawURL)
+	}
+	if !ok {
+		return nil, refused("batch source url %s is not inside this worker's output store (COMFY_OUTPUT_URL); object-store sources are read from that store only", shown)
+	}
+	r, err := store.OpenRange(ctx, key, offset)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("batch source %s does not exist in the output store", shown), ErrTypeBatchSource, nil)
+	}
+	if err != nil {
+		return nil, classifyStore("read batch source "+shown, err)
+	}
+	return r, nil
 }
 
 // fetchSource GETs a URL source from offset on through SourceClient.

@@ -93,7 +93,7 @@ func TestBatchSourcesOutsideTheConfigurationAreRefused(t *testing.T) {
 	// workflow validates sources with ResolvedFormat first.
 	for _, u := range []string{"file:///etc/passwd", "gopher://127.0.0.1:" + port + "/items.csv"} {
 		_, err := activities.BatchSource{URL: u}.ResolvedFormat()
-		assert.ErrorContains(t, err, "must be an http(s) URL", u)
+		assert.ErrorContains(t, err, "must be an http(s) URL or an object of the worker's output store", u)
 	}
 
 	// The allowed cases still work: a file below the root, by absolute and
