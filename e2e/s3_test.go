@@ -257,3 +257,31 @@ func TestS3OutageMidBatchLosesNothing(t *testing.T) {
 	require.NoError(t, run.Get(context.Background(), &res))
 	checkBatch(t, e, s, res, items)
 }
+
+// TestS3BatchSourceIsReadFromTheStore starts a batch whose source is an
+// object of the worker's S3 store, read in pages with ranged reads.
+func TestS3BatchSourceIsReadFromTheStore(t *testing.T) {
+	s := startS3(t)
+	e := newEnv(t, comfytest.Options{}, withStoreURL(s.storeURL("team-b")))
+	const items = 9
+	var buf bytes.Buffer
+	for i := range items {
+		fmt.Fprintf(&buf, `{"prompt": "stored item %d", "seed": %d}`+"\n", i, i)
+	}
+	obj, err := e.store.Put(context.Background(), "sources/items.jsonl", &buf)
+	require.NoError(t, err)
+	require.Equal(t, "s3://outputs/team-b/sources/items.jsonl", obj.Location)
+
+	run, err := e.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: "e2e-s3-source", TaskQueue: e.taskQueue},
+		workflows.ComfyBatchWorkflow, workflows.ComfyBatchInput{
+			Deployments:    []string{txt2img},
+			Source:         &activities.BatchSource{URL: obj.Location},
+			MaxConcurrency: 3,
+			PageSize:       4, // three pages: each a ranged read from the cursor
+			Defaults:       workflows.BatchDefaults{PollInterval: workflows.Duration(100 * time.Millisecond)},
+		})
+	require.NoError(t, err)
+	var res workflows.ComfyBatchResult
+	require.NoError(t, run.Get(context.Background(), &res))
+	checkBatch(t, e, s, res, items)
+}
