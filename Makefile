@@ -98,8 +98,8 @@ cluster-restart-server: build ## Restart the Temporal server process only (Postg
 
 # Runs against the cluster of `make cluster` (it does not start one, and
 # fails when none is reachable): .ci/run starts and stops it around this.
-test-cluster: build ## Three workers, a 500-item batch under faults, a worker kill and a server restart on the cluster.
-	CLUSTER_DIR=$(CLUSTER_DIR) CLUSTER_BIN=$(BIN) $(GO) test -race -count=1 -timeout 30m -tags cluster -v ./e2e/cluster/
+test-cluster: build $(VERSITYGW) ## Three workers on a versitygw S3 store, a 500-item batch under faults, a worker kill and a server restart on the cluster.
+	CLUSTER_DIR=$(CLUSTER_DIR) CLUSTER_BIN=$(BIN) VERSITYGW_PATH=$(VERSITYGW) $(GO) test -race -count=1 -timeout 30m -tags cluster -v ./e2e/cluster/
 
 fmt-check: ## Fail when gofmt would change a file.
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*')); \

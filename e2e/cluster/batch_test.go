@@ -27,6 +27,7 @@ import (
 
 	"github.com/durable-comfy/durable-comfy/activities"
 	"github.com/durable-comfy/durable-comfy/comfy/comfytest"
+	"github.com/durable-comfy/durable-comfy/outputstore"
 	"github.com/durable-comfy/durable-comfy/workflows"
 )
 
@@ -56,7 +57,8 @@ type figures struct {
 }
 
 // TestBatchSurvivesWorkerKillAndServerRestart runs a 500-item ComfyBatch
-// on three worker processes sharing one task queue and one output store,
+// on three worker processes sharing one task queue and one output store (a
+// bucket on a real S3 server unless CLUSTER_TEST_OUTPUT_URL says otherwise),
 // against the simulator's fault profile (failed runs, lost submit
 // responses, 5xx answers). A fifth of the way in one worker is killed with
 // SIGKILL and not restarted, so the other two take over its workflow tasks
@@ -102,22 +104,29 @@ func TestBatchSurvivesWorkerKillAndServerRestart(t *testing.T) {
 	simBase := "http://" + simAddr
 	waitHTTP(t, sim, simBase+"/healthz")
 
-	// One output store shared by every worker. CLUSTER_TEST_OUTPUT_URL
-	// switches it (file:// today; s3:// once the worker takes
-	// COMFY_OUTPUT_URL).
+	// One output store shared by every worker: a bucket on a versitygw S3
+	// server the test starts, unless CLUSTER_TEST_OUTPUT_URL names another
+	// store (a file:// directory, or an s3:// bucket whose credentials are in
+	// the caller's AWS environment).
 	storeURL := os.Getenv("CLUSTER_TEST_OUTPUT_URL")
+	var storeEnv []string
 	if storeURL == "" {
-		storeURL = "file://" + filepath.Join(runDir, "out")
+		storeURL = startS3(t, c, runDir)
+		storeEnv = s3Env
 	}
-	fig.OutputStore = storeURL
-	storeEnv := outputStoreEnv(t, storeURL)
+	fig.OutputStore = outputstore.Redact(storeURL)
+	store, err := outputstore.Open(ctx, storeURL)
+	require.NoError(t, err, "CLUSTER_TEST_OUTPUT_URL")
+	defer store.Close()
+	require.NoError(t, store.Check(ctx), "output store %s", fig.OutputStore)
 
 	taskQueue := fmt.Sprintf("cluster-test-%d", began.Unix())
 	workerEnv := baseEnv(
 		"TEMPORAL_ADDRESS="+c.FrontendAddr, "TEMPORAL_NAMESPACE="+c.Namespace,
 		"COMFY_API_URL="+simBase+"/api", "COMFY_API_KEY="+comfytest.DefaultAPIKey,
 		"COMFY_TASK_QUEUE="+taskQueue, "COMFY_POLL_INTERVAL=250ms", "COMFY_HTTP_TIMEOUT=10s",
-		"COMFY_LOG_FORMAT=json", storeEnv)
+		"COMFY_LOG_FORMAT=json", "COMFY_OUTPUT_URL="+storeURL, "COMFY_SOURCE_DIRS="+runDir)
+	workerEnv = append(workerEnv, storeEnv...)
 	var ws []*proc
 	for i := range workers {
 		ws = append(ws, startProc(t, fmt.Sprintf("worker-%d", i+1), runDir, filepath.Join(c.BinDir, "worker"), workerEnv))
@@ -202,7 +211,8 @@ watch:
 	assert.Equal(t, items, res.Total)
 	assert.Equal(t, items, res.Succeeded+res.Failed, "every item ends succeeded or failed: %+v", res)
 	assert.Greater(t, res.Succeeded, items*9/10, "the fault profile fails about 1%% of items (10%% of runs, 2 attempts)")
-	lines := readResults(t, res.ResultsPath)
+	require.True(t, strings.HasPrefix(res.ResultsPath, store.URL()+"/"), "results manifest %s is in the store %s", res.ResultsPath, store.URL())
+	lines := readResults(ctx, t, store, res.ResultsPath)
 	require.Len(t, lines, items, "one results line per item")
 	seen := map[int]bool{}
 	runsRecorded := 0
@@ -215,7 +225,7 @@ watch:
 		case activities.ItemSucceeded:
 			if assert.NotEmpty(t, l.Outputs, "item %d succeeded without outputs", l.Index) {
 				for _, o := range l.Outputs {
-					if err := verifyOutput(o); err != nil {
+					if err := verifyOutput(ctx, store, o); err != nil {
 						fig.LostOutputs++
 						t.Errorf("item %d: %v", l.Index, err)
 					} else {
@@ -306,37 +316,22 @@ func writeItems(t *testing.T, path string, n int) {
 	require.NoError(t, f.Close())
 }
 
-// outputStoreEnv is the worker setting for the shared store at storeURL.
-func outputStoreEnv(t *testing.T, storeURL string) string {
-	t.Helper()
-	u, err := url.Parse(storeURL)
-	require.NoError(t, err, "CLUSTER_TEST_OUTPUT_URL")
-	if u.Scheme == "file" {
-		return "COMFY_OUTPUT_DIR=" + u.Path
+// openStored opens an object by the location a results line names, through
+// the store: an s3:// URL is read from the bucket, a file:// URL or an
+// absolute path from the directory. A location outside the store is lost.
+func openStored(ctx context.Context, store *outputstore.Bucket, loc string) (io.ReadCloser, error) {
+	if filepath.IsAbs(loc) {
+		loc = (&url.URL{Scheme: "file", Path: filepath.ToSlash(loc)}).String()
 	}
-	return "COMFY_OUTPUT_URL=" + storeURL
+	key, ok := store.KeyForURL(loc)
+	if !ok {
+		return nil, fmt.Errorf("%s is not in the output store %s", loc, store.URL())
+	}
+	return store.Open(ctx, key)
 }
 
-// openStored opens an object by the location a results line or manifest
-// names: a path or file:// URL of the shared directory.
-// TODO(object store): open other store URLs through the worker's store
-// package once it takes COMFY_OUTPUT_URL.
-func openStored(loc string) (io.ReadCloser, error) {
-	if strings.HasPrefix(loc, "file://") {
-		u, err := url.Parse(loc)
-		if err != nil {
-			return nil, err
-		}
-		loc = u.Path
-	}
-	if !filepath.IsAbs(loc) {
-		return nil, fmt.Errorf("cannot open %q: this test reads file stores only", loc)
-	}
-	return os.Open(loc)
-}
-
-func verifyOutput(o activities.OutputRef) error {
-	r, err := openStored(o.Path)
+func verifyOutput(ctx context.Context, store *outputstore.Bucket, o activities.OutputRef) error {
+	r, err := openStored(ctx, store, o.Path)
 	if err != nil {
 		return fmt.Errorf("output lost: %w", err)
 	}
@@ -351,9 +346,9 @@ func verifyOutput(o activities.OutputRef) error {
 	return nil
 }
 
-func readResults(t *testing.T, loc string) []activities.BatchItemResult {
+func readResults(ctx context.Context, t *testing.T, store *outputstore.Bucket, loc string) []activities.BatchItemResult {
 	t.Helper()
-	r, err := openStored(loc)
+	r, err := openStored(ctx, store, loc)
 	require.NoError(t, err, "results manifest")
 	defer r.Close()
 	var out []activities.BatchItemResult
